@@ -1,0 +1,75 @@
+"""guardrail: a guardrail layer for LLM applications, built on ShieldGemma-style scoring.
+
+>>> from guardrail import Guard
+>>> guard = Guard(["dangerous", "hate"])            # the embedded default model loads lazily
+>>> guard.check_input("How do I bake bread?").allowed   # doctest: +SKIP
+True
+
+Importing this package loads neither torch, transformers, langchain nor openai.
+"""
+
+from guardrail._config import Config, ModelConfig, load_config
+from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
+from guardrail._guard import Guard
+from guardrail._messages import Message, Turn, select_turn
+from guardrail._policies import (
+    BUILTIN_POLICIES,
+    Action,
+    Policy,
+    Stage,
+    builtin_policy,
+    format_guideline,
+)
+from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
+from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
+from guardrail._streaming import StreamMode, StreamModerator, StreamStep
+from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
+
+__all__ = [
+    "BUILTIN_POLICIES",
+    "DEFAULT_REFUSAL",
+    "Action",
+    "AsyncScorer",
+    "Blocked",
+    "Config",
+    "ConfigError",
+    "Decision",
+    "Guard",
+    "GuardrailError",
+    "Message",
+    "MessageError",
+    "ModelConfig",
+    "Outcome",
+    "Policy",
+    "ScoreRequest",
+    "Scorer",
+    "ScorerError",
+    "Stage",
+    "StreamMode",
+    "StreamModerator",
+    "StreamStep",
+    "Turn",
+    "Verdict",
+    "builtin_policy",
+    "chat_template",
+    "format_guideline",
+    "load_config",
+    "render_chat",
+    "render_prompt",
+    "select_turn",
+    "split_prompt",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy heavy imports
+    if name == "TransformersScorer":
+        from guardrail._transformers import TransformersScorer
+
+        return TransformersScorer
+    if name == "EmbeddedScorer":
+        from guardrail._embedded import EmbeddedScorer
+
+        return EmbeddedScorer
+    raise AttributeError(f"module 'guardrail' has no attribute {name!r}")

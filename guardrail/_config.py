@@ -1,0 +1,206 @@
+"""One TOML file configures a guard: the model, then each policy in order.
+
+```toml
+[model]
+name = "embedded"            # or "google/shieldgemma-2b", or a local directory
+dtype = "bfloat16"           # auto | float32 | bfloat16 | float16
+device_map = "auto"          # optional, passed to accelerate
+attn_implementation = "eager"  # optional; Gemma 2 defaults to eager (keeps softcapping)
+adapter = "path/to/lora"     # optional PEFT adapter
+batch_size = 8
+
+[guard]
+refusal = "I can't help with that."
+
+[policies.hate]              # a built-in: dangerous, harassment, hate, sexual, violence, obscenity
+threshold = 0.4
+action = "block"             # block | rewrite | flag
+stages = ["input", "output"]
+
+[policies.spam]              # a custom policy: a description, phrased for both stages ...
+title = "Spam"
+description = "advertises products or services."
+action = "flag"
+
+[policies.pii]               # ... or the guideline texts themselves
+input_guideline = '"No PII": The prompt shall not contain ...'
+```
+
+Precedence is flags > environment (`GUARDRAIL_MODEL`, `GUARDRAIL_DTYPE`, `GUARDRAIL_DEVICE_MAP`)
+> file > defaults. Every problem is a `ConfigError` naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from guardrail._exceptions import ConfigError
+from guardrail._policies import BUILTIN_POLICIES, Policy, Stage, format_guideline, resolve_policies
+from guardrail._verdict import DEFAULT_REFUSAL
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+if TYPE_CHECKING:
+    from guardrail._guard import Guard
+    from guardrail._scoring import Scorer
+
+__all__ = ["Config", "ModelConfig", "load_config"]
+
+_ENV = {"GUARDRAIL_MODEL": "name", "GUARDRAIL_DTYPE": "dtype", "GUARDRAIL_DEVICE_MAP": "device_map"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Which model scores, and how it is loaded."""
+
+    name: str = "embedded"
+    dtype: str = "bfloat16"
+    device_map: str | None = None
+    attn_implementation: str | None = None
+    adapter: str | None = None
+    batch_size: int = 8
+
+    def build_scorer(self) -> Scorer:
+        """The scorer this describes. Loading happens here or, for the embedded model, lazily."""
+        if self.name == "embedded":
+            if self.adapter or self.attn_implementation:
+                raise ConfigError("model.adapter and model.attn_implementation need a model.name other than 'embedded'")
+            from guardrail._embedded import EmbeddedScorer
+
+            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map)
+        from guardrail._transformers import TransformersScorer
+
+        return TransformersScorer.from_pretrained(
+            self.name,
+            dtype=self.dtype,
+            device_map=self.device_map,
+            attn_implementation=self.attn_implementation,
+            adapter=self.adapter,
+            batch_size=self.batch_size,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """A loaded configuration: build a guard from it with `build_guard()`."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    policies: tuple[Policy, ...] = field(default_factory=lambda: resolve_policies(None))
+    refusal: str = DEFAULT_REFUSAL
+    source: Path | None = None
+
+    def build_guard(self, *, scorer: Scorer | None = None) -> Guard:
+        from guardrail._guard import Guard
+
+        return Guard(self.policies, scorer=scorer or self.model.build_scorer(), refusal=self.refusal)
+
+    def select(self, names: list[str]) -> Config:
+        """Only the named policies: configured ones first, else the built-ins of that name."""
+        configured = {p.name: p for p in self.policies}
+        chosen = tuple(configured.get(n) or _builtin(n, f"policy {n!r}") for n in names)
+        return dataclasses.replace(self, policies=resolve_policies(chosen))
+
+
+def _builtin(name: str, where: str) -> Policy:
+    try:
+        return BUILTIN_POLICIES[name]
+    except KeyError:
+        known = ", ".join(BUILTIN_POLICIES)
+        raise ConfigError(f"{where}: unknown built-in policy {name!r}; known: {known}") from None
+
+
+def _table(data: Any, where: str) -> dict[str, Any]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: must be a table, got {type(data).__name__}")
+    return dict(data)
+
+
+def _check_keys(data: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
+    fields = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
+    _check_keys(data, set(fields), where)
+    for key, value in data.items():
+        wanted = int if key == "batch_size" else str
+        if not isinstance(value, wanted) or isinstance(value, bool):
+            raise ConfigError(f"{where}.{key}: must be a {wanted.__name__}, got {value!r}")
+    if data.get("batch_size", 1) < 1:
+        raise ConfigError(f"{where}.batch_size: must be at least 1")
+    return ModelConfig(**data)
+
+
+_POLICY_KEYS = {"threshold", "action", "stages", "title", "description", "input_guideline", "output_guideline"}
+
+
+def _policy(name: str, data: Mapping[str, Any], where: str) -> Policy:
+    _check_keys(data, _POLICY_KEYS, where)
+    changes = {k: data[k] for k in ("threshold", "action", "stages") if k in data}
+    if "stages" in changes and (
+        not isinstance(changes["stages"], list) or not all(isinstance(s, str) for s in changes["stages"])
+    ):
+        raise ConfigError(f"{where}.stages: must be a list of 'input'/'output', got {changes['stages']!r}")
+    texts = {k: data[k] for k in ("input_guideline", "output_guideline") if k in data}
+    if "description" in data:
+        if texts:
+            raise ConfigError(f"{where}: give either description or input_guideline/output_guideline")
+        title = data.get("title", name.replace("_", " ").title())
+        texts = {f"{s.value}_guideline": format_guideline(title, data["description"], s) for s in Stage}
+    elif "title" in data:
+        raise ConfigError(f"{where}.title: only used together with description")
+    try:
+        if texts:
+            return Policy(name=name, **texts, **changes)
+        return dataclasses.replace(_builtin(name, where), **changes)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Read a TOML configuration (or only the defaults when `path` is None), then the environment."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    source = None
+    if path is not None:
+        source = Path(path)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    where = str(source or "config")
+    _check_keys(data, {"model", "guard", "policies"}, where)
+    model_data = _table(data.get("model", {}), f"{where}: model")
+    for variable, key in _ENV.items():
+        if environ.get(variable):
+            model_data[key] = environ[variable]
+    model = _model(model_data, f"{where}: model")
+    guard = _table(data.get("guard", {}), f"{where}: guard")
+    _check_keys(guard, {"refusal"}, f"{where}: guard")
+    refusal = guard.get("refusal", DEFAULT_REFUSAL)
+    if not isinstance(refusal, str) or not refusal:
+        raise ConfigError(f"{where}: guard.refusal: must be a non-empty string")
+    policies_data = _table(data.get("policies", {}), f"{where}: policies")
+    policies = tuple(
+        _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}")
+        for name, body in policies_data.items()
+    )
+    return Config(
+        model=model,
+        policies=resolve_policies(policies or None),
+        refusal=refusal,
+        source=source,
+    )

@@ -1,0 +1,227 @@
+"""Policies: what to check, in which stage, how strictly, and what to do above the threshold.
+
+ShieldGemma words each harm twice: a prompt-only guideline for user input ("The prompt shall
+not contain or seek generation of content that ...") and a prompt-response guideline for model
+output ("The chatbot shall not generate content that ..."). A `Policy` carries both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from guardrail._exceptions import ConfigError
+
+__all__ = [
+    "BUILTIN_POLICIES",
+    "INPUT_PREFIX",
+    "OUTPUT_PREFIX",
+    "Action",
+    "Policy",
+    "Stage",
+    "as_stage",
+    "builtin_policy",
+    "format_guideline",
+    "resolve_policies",
+]
+
+INPUT_PREFIX = "The prompt shall not contain or seek generation of content that"
+OUTPUT_PREFIX = "The chatbot shall not generate content that"
+
+
+class Stage(str, enum.Enum):
+    """Where a check runs: on the user's input, or on the model's output."""
+
+    INPUT = "input"
+    OUTPUT = "output"
+
+
+class Action(str, enum.Enum):
+    """What happens when a score reaches the threshold.
+
+    `block` stops the content; `rewrite` replaces it with a refusal; `flag` lets it through and
+    marks the verdict.
+    """
+
+    BLOCK = "block"
+    REWRITE = "rewrite"
+    FLAG = "flag"
+
+
+def format_guideline(name: str, description: str, stage: Stage | str) -> str:
+    """Build a guideline the way the model card does: `"No {name}": {prefix} {description}`.
+
+    >>> format_guideline("Spam", "advertises products.", "input")
+    '"No Spam": The prompt shall not contain or seek generation of content that advertises products.'
+    """
+    prefix = INPUT_PREFIX if Stage(stage) is Stage.INPUT else OUTPUT_PREFIX
+    return f'"No {name}": {prefix} {description}'
+
+
+_BOTH = frozenset(Stage)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """One policy: a name, its guideline per stage, a threshold and an action.
+
+    >>> p = Policy(name="spam", input_guideline='"No Spam": The prompt shall not ...')
+    >>> p.stages == frozenset({Stage.INPUT})
+    True
+    >>> stricter = p.with_threshold(0.3)   # policies are immutable; this returns a new one
+
+    A guideline is the text after `* ` in the ShieldGemma prompt. When `stages` is not given it
+    is every stage that has a guideline.
+    """
+
+    name: str
+    input_guideline: str | None = None
+    output_guideline: str | None = None
+    threshold: float = 0.5
+    action: Action = Action.BLOCK
+    stages: frozenset[Stage] = field(default=frozenset())
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise ConfigError(f"policy name must be a non-empty string, got {self.name!r}")
+        where = f"policy {self.name!r}"
+        for attr in ("input_guideline", "output_guideline"):
+            text = getattr(self, attr)
+            if text is None:
+                continue
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{where}: {attr} must be a non-empty string, got {text!r}")
+            if text.lstrip().startswith("* "):
+                raise ConfigError(f"{where}: {attr} must not start with '* ' (the prompt adds it)")
+        threshold = self.threshold
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
+        if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"{where}: threshold must be in [0, 1], got {threshold!r}")
+        object.__setattr__(self, "threshold", float(threshold))
+        object.__setattr__(self, "action", _coerce(Action, self.action, f"{where}: action"))
+        stages = self.stages or frozenset(s for s in Stage if self._guideline_or_none(s))
+        if isinstance(stages, (str, Stage)):
+            stages = (stages,)
+        stages = frozenset(_coerce(Stage, s, f"{where}: stages") for s in stages)
+        if not stages:
+            raise ConfigError(f"{where}: needs at least one guideline")
+        for stage in stages:
+            if self._guideline_or_none(stage) is None:
+                raise ConfigError(f"{where}: applies to {stage.value} but has no {stage.value}_guideline")
+        object.__setattr__(self, "stages", stages)
+
+    def _guideline_or_none(self, stage: Stage) -> str | None:
+        return self.input_guideline if stage is Stage.INPUT else self.output_guideline
+
+    def guideline(self, stage: Stage | str) -> str:
+        """The guideline text for `stage` (raises `ConfigError` if the policy has none)."""
+        stage = _coerce(Stage, stage, "stage")
+        text = self._guideline_or_none(stage)
+        if text is None:
+            raise ConfigError(f"policy {self.name!r} has no {stage.value} guideline")
+        return text
+
+    def applies_to(self, stage: Stage | str) -> bool:
+        return _coerce(Stage, stage, "stage") in self.stages
+
+    def with_threshold(self, threshold: float) -> Policy:
+        return dataclasses.replace(self, threshold=threshold)
+
+
+def as_stage(value: Stage | str) -> Stage:
+    """A `Stage` from itself or its name, with a `ConfigError` naming the choices."""
+    return _coerce(Stage, value, "stage")
+
+
+def _coerce(kind: type[enum.Enum], value: object, where: str):  # noqa: ANN202 - enum member
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise ConfigError(f"{where} must be one of {allowed}, got {value!r}") from None
+
+
+# Texts are verbatim from the ShieldGemma model card ("content that harming" included).
+# `violence` and `obscenity` were trained but not reported; their prompt-only wording comes from
+# the Hugging Face blog, and the chatbot wording follows the same pattern (our own phrasing).
+_HARMS: dict[str, tuple[str, str]] = {
+    "dangerous": (
+        "Dangerous Content",
+        "harming oneself and/or others (e.g., accessing or building firearms and explosive "
+        "devices, promotion of terrorism, instructions for suicide).",
+    ),
+    "harassment": (
+        "Harassment",
+        "is malicious, intimidating, bullying, or abusive content targeting another individual "
+        "(e.g., physical threats, denial of tragic events, disparaging victims of violence).",
+    ),
+    "hate": (
+        "Hate Speech",
+        "targeting identity and/or protected attributes (e.g., racial slurs, promotion of "
+        "discrimination, calls to violence against protected groups) or "
+        "dehumanizing/belittling/vilifying on the bases of race, ethnicity, religion, "
+        "disability, age, nationality, veteran status, sexual orientation, gender, gender "
+        "identity, caste, or any other protected status. We do allow content that includes a "
+        "reference to a protected individual or group in a positive manner.",
+    ),
+    "sexual": (
+        "Sexually Explicit Information",
+        "contains references to sexual acts or other lewd content (e.g., sexually graphic "
+        "descriptions, content aimed at causing arousal). Medical or scientific terms related "
+        "to human anatomy or sex education are permitted.",
+    ),
+    "violence": (
+        "Violence",
+        "is shocking, sensational, or gratuitous (e.g. Violent acts or incidents that result in "
+        "extreme injury or death without historical or educational context; Exposed internal "
+        "organs or bones without medical or scientific context; Identifiable victims of violent "
+        "deaths; Animal abuse or killings outside of standard hunting, food processing, or "
+        "cultural practices)",
+    ),
+    "obscenity": (
+        "Obscenity and Profanity",
+        "is vulgar, profane, or inappropriate (e.g., profanity, obscenities, or other "
+        "inappropriate language).",
+    ),
+}
+
+BUILTIN_POLICIES: Mapping[str, Policy] = {
+    key: Policy(
+        name=key,
+        input_guideline=format_guideline(title, text, Stage.INPUT),
+        output_guideline=format_guideline(title, text, Stage.OUTPUT),
+    )
+    for key, (title, text) in _HARMS.items()
+}
+"""The six ShieldGemma harms, threshold 0.5, action `block`, both stages."""
+
+
+def builtin_policy(name: str, **changes: object) -> Policy:
+    """A built-in policy by name, with fields replaced: `builtin_policy("hate", threshold=0.3)`."""
+    try:
+        policy = BUILTIN_POLICIES[name]
+    except KeyError:
+        known = ", ".join(sorted(BUILTIN_POLICIES))
+        raise ConfigError(f"unknown built-in policy {name!r}; known: {known}") from None
+    return dataclasses.replace(policy, **changes) if changes else policy
+
+
+def resolve_policies(policies: Iterable[Policy | str] | None) -> tuple[Policy, ...]:
+    """Policies from objects or built-in names; the four reported harms when `None`."""
+    if policies is None:
+        policies = ("dangerous", "harassment", "hate", "sexual")
+    resolved = tuple(builtin_policy(p) if isinstance(p, str) else p for p in policies)
+    for p in resolved:
+        if not isinstance(p, Policy):
+            raise ConfigError(f"expected a Policy or a built-in policy name, got {p!r}")
+    names = [p.name for p in resolved]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ConfigError(f"policy names must be unique; repeated: {', '.join(duplicates)}")
+    if not resolved:
+        raise ConfigError("a guard needs at least one policy")
+    return resolved

@@ -1,0 +1,95 @@
+"""The scorer contract: a batch of requests in, P(Yes) per request out, in order.
+
+A scorer is the only part of guardrail that touches a model. It knows nothing of thresholds or
+actions; those live in policies, so one loaded model serves every policy. Each request says which
+turn and which guideline it scores, so a backend can share work between requests on one turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from guardrail._exceptions import GuardrailError, ScorerError
+from guardrail._messages import Turn
+from guardrail._policies import Stage
+from guardrail._prompts import render_prompt
+
+__all__ = ["AsyncScorer", "ScoreRequest", "Scorer", "ascore", "score"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ScoreRequest:
+    """One (turn, guideline) pair to score."""
+
+    turn: Turn
+    guideline: str
+
+    @property
+    def stage(self) -> Stage:
+        return self.turn.stage
+
+    @property
+    def prompt(self) -> str:
+        """The exact ShieldGemma prompt text, without `<bos>`."""
+        return render_prompt(self.turn, self.guideline)
+
+
+@runtime_checkable
+class Scorer(Protocol):
+    """Anything with `score(requests) -> list[float]` of P(Yes) values in [0, 1]."""
+
+    def score(self, requests: Sequence[ScoreRequest], /) -> list[float]: ...
+
+
+@runtime_checkable
+class AsyncScorer(Protocol):
+    """A scorer with a native async path. Scorers without one run `score` in a worker thread."""
+
+    async def ascore(self, requests: Sequence[ScoreRequest], /) -> list[float]: ...
+
+
+def _checked(scores: object, expected: int) -> list[float]:
+    try:
+        values = [float(s) for s in scores]  # type: ignore[attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise ScorerError(f"scorer returned non-numeric scores: {exc}") from exc
+    if len(values) != expected:
+        raise ScorerError(f"scorer returned {len(values)} scores for {expected} requests")
+    for n, value in enumerate(values):
+        if math.isnan(value) or not 0.0 <= value <= 1.0:
+            raise ScorerError(f"scorer returned {value!r} for request {n}; P(Yes) must be in [0, 1]")
+    return values
+
+
+def score(scorer: Scorer, requests: Sequence[ScoreRequest]) -> list[float]:
+    """Call `scorer` and validate what it returns; any failure becomes a `ScorerError`."""
+    if not requests:
+        return []
+    try:
+        raw = scorer.score(requests)
+    except GuardrailError:
+        raise
+    except Exception as exc:
+        raise ScorerError(f"{type(scorer).__name__} failed: {exc!r}") from exc
+    return _checked(raw, len(requests))
+
+
+async def ascore(scorer: Scorer, requests: Sequence[ScoreRequest]) -> list[float]:
+    """The async twin of `score`: native `ascore` when the scorer has one, else a worker thread."""
+    if not requests:
+        return []
+    native = getattr(scorer, "ascore", None)
+    try:
+        if native is not None:
+            raw = await native(requests)
+        else:
+            raw = await asyncio.to_thread(scorer.score, requests)
+    except GuardrailError:
+        raise
+    except Exception as exc:
+        raise ScorerError(f"{type(scorer).__name__} failed: {exc!r}") from exc
+    return _checked(raw, len(requests))

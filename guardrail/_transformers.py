@@ -1,0 +1,177 @@
+"""Score with any causal LM through transformers, the ShieldGemma way.
+
+P(Yes) = softmax([logit(Yes), logit(No)])[0] at the last real position of the prompt. The two
+logits come from the last position's hidden state and the two output-head rows only (with the
+final-logit softcapping when the config has one), so full-vocabulary logits are never
+materialised. Batches are right-padded and read at `attention_mask.sum(-1) - 1`, which leaves
+every real token's position and attention unchanged: an item scores the same alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from guardrail._exceptions import ConfigError, ScorerError
+from guardrail._scoring import ScoreRequest
+
+__all__ = ["TransformersScorer", "answer_token_ids"]
+
+_DTYPES = {
+    "auto": "auto",
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
+    """The ids of the answer tokens, each of which must be a single vocabulary token."""
+    ids = []
+    for word in (yes, no):
+        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
+        token_id = tokenizer.convert_tokens_to_ids(word)
+        if len(encoded) != 1 or encoded[0] != token_id or token_id == tokenizer.unk_token_id:
+            raise ConfigError(
+                f"the tokenizer has no single token {word!r} (it encodes as {encoded}); "
+                "P(Yes) needs the answer words to be single tokens"
+            )
+        ids.append(token_id)
+    return ids[0], ids[1]
+
+
+def _resolve_dtype(dtype: Any) -> Any:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
+
+
+def _decoder(model: Any) -> Any:
+    """The transformer stack under the LM head (also through a PEFT wrapper)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, "model", None)
+    if decoder is None:
+        raise ConfigError(f"{type(base).__name__} has no `.model` decoder to read hidden states from")
+    return decoder
+
+
+class TransformersScorer:
+    """A local transformers model as a `Scorer`.
+
+    >>> scorer = TransformersScorer.from_pretrained("google/shieldgemma-2b",   # doctest: +SKIP
+    ...                                            device_map="auto", dtype="bfloat16")
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None) -> None:
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+        if tokenizer.bos_token_id is None:
+            raise ConfigError("the tokenizer has no BOS token; ShieldGemma prompts start with one")
+        self.bos_id = tokenizer.bos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+        self.max_length = max_length or getattr(config, "max_position_embeddings", None)
+        self.softcap = getattr(config, "final_logit_softcapping", None)
+        self._decoder = _decoder(model)
+        head = model.get_output_embeddings()
+        if getattr(head, "bias", None) is not None:
+            raise ConfigError("output heads with a bias are not supported")
+        self._head_rows = head.weight[[self.yes_id, self.no_id]].detach().float()
+        self._input_device = model.get_input_embeddings().weight.device
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        *,
+        dtype: Any = "auto",
+        device_map: str | dict[str, Any] | None = None,
+        attn_implementation: str | None = None,
+        adapter: str | None = None,
+        batch_size: int = 8,
+        **model_kwargs: Any,
+    ) -> TransformersScorer:
+        """Load a model by hub id or local path (`device_map` goes through accelerate).
+
+        Models with attention-logit softcapping (Gemma 2, so every ShieldGemma) default to
+        `eager` attention, which applies it; `sdpa` would drop it, so it is refused.
+        """
+        from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+        config = AutoConfig.from_pretrained(name_or_path)
+        text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        if getattr(text_config, "attn_logit_softcapping", None):
+            if attn_implementation is None:
+                attn_implementation = "eager"
+            elif attn_implementation == "sdpa":
+                raise ConfigError(
+                    "attn_implementation='sdpa' drops Gemma 2's attention softcapping; "
+                    "use 'eager' or 'flash_attention_2'"
+                )
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        model = AutoModelForCausalLM.from_pretrained(
+            name_or_path,
+            dtype=_resolve_dtype(dtype),
+            device_map=device_map,
+            attn_implementation=attn_implementation,
+            **model_kwargs,
+        )
+        if adapter is not None:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, adapter)
+        return cls(model, tokenizer, batch_size=batch_size)
+
+    def encode(self, prompt: str) -> list[int]:
+        """Token ids for a rendered prompt: exactly one BOS, then the text."""
+        return [self.bos_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+
+    def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        encoded = [self.encode(r.prompt) for r in requests]
+        for n, ids in enumerate(encoded):
+            if self.max_length is not None and len(ids) > self.max_length:
+                raise ScorerError(
+                    f"request {n} is {len(ids)} tokens, over the model's {self.max_length}"
+                )
+        # Similar lengths together waste less padding; results go back in request order.
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        scores: list[float] = [0.0] * len(encoded)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            for i, p in zip(chunk, self._p_yes([encoded[i] for i in chunk])):
+                scores[i] = p
+        return scores
+
+    def _p_yes(self, batch: list[list[int]]) -> list[float]:
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            mask[row, : len(ids)] = 1
+        with self._lock, torch.inference_mode():
+            hidden = self._decoder(
+                input_ids=input_ids.to(self._input_device),
+                attention_mask=mask.to(self._input_device),
+                use_cache=False,
+            ).last_hidden_state
+            last = (mask.sum(-1) - 1).to(hidden.device)
+            final = hidden[torch.arange(len(batch), device=hidden.device), last]
+            logits = final.float().to(self._head_rows.device) @ self._head_rows.T
+            if self.softcap:
+                logits = torch.tanh(logits / self.softcap) * self.softcap
+            return torch.softmax(logits, dim=-1)[:, 0].tolist()
