@@ -26,13 +26,13 @@ from guardrail._streaming import StreamMode, StreamModerator, StreamStep
 from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
 
 __all__ = [
-    "BUILTIN_POLICIES",
-    "DEFAULT_REFUSAL",
     "Action",
     "AsyncScorer",
+    "BUILTIN_POLICIES",
     "Blocked",
     "Config",
     "ConfigError",
+    "DEFAULT_REFUSAL",
     "Decision",
     "Guard",
     "GuardrailError",

@@ -38,7 +38,95 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.add_argument("--show-prompt", action="store_true",
                        help="print the exact prompt sent to the model for each policy")
+    _add_tool_parsers(commands)
     return parser
+
+
+def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
+    """`tune`, `eval` and `calibrate`: classifier work on labeled JSONL (see guardrail._data)."""
+    from guardrail._calibrate import GOALS
+
+    tune = commands.add_parser("tune", help="LoRA-tune a causal LM into a policy classifier")
+    tune.add_argument("data", nargs="+", help="labeled JSONL files (prompt, response, labels)")
+    tune.add_argument("--model", default="embedded", help="base model: a directory, hub id or 'embedded'")
+    tune.add_argument("--out", required=True, help="adapter output directory")
+    tune.add_argument("--validation", nargs="+", metavar="FILE", help="validation JSONL (default: a split)")
+    tune.add_argument("--policy", action="append", default=[], metavar="NAME", help="policies to train (repeatable)")
+    tune.add_argument("--config", metavar="FILE", help="take the policies (guidelines) from this configuration")
+    for flag, kind in (("epochs", int), ("learning-rate", float), ("batch-size", int), ("rank", int),
+                       ("alpha", int), ("val-fraction", float), ("patience", int), ("seed", int),
+                       ("max-length", int), ("weight-decay", float), ("dropout", float)):
+        tune.add_argument(f"--{flag}", type=kind)
+    tune.add_argument("--target-modules", help="comma-separated, e.g. q_proj,v_proj")
+    tune.add_argument("--loss", choices=["answer", "binary"])
+    tune.add_argument("--schedule", choices=["constant", "linear"])
+    tune.add_argument("--select-by", choices=["roc_auc", "loss"])
+    tune.add_argument("--dtype")
+    tune.add_argument("--quiet", action="store_true", help="no progress bars")
+    for name, text in (("eval", "measure the configured guard on labeled data"),
+                       ("calibrate", "set policy thresholds in the config from labeled data")):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("data", nargs="+", help="labeled JSONL files")
+        sub.add_argument("--config", metavar="FILE", required=name == "calibrate", help="a TOML configuration file")
+        sub.add_argument("--policy", action="append", default=[], metavar="NAME", help="only these policies")
+        sub.add_argument("--limit", type=int, help="only the first N rows")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+    commands.choices["eval"].add_argument("--out", default="guardrail-eval", help="report directory")
+    commands.choices["eval"].add_argument("--no-plots", action="store_true")
+    commands.choices["calibrate"].add_argument("--goal", choices=GOALS, default="f1")
+    commands.choices["calibrate"].add_argument("--target", type=float, help="for fpr, precision or recall")
+    commands.choices["calibrate"].add_argument("--dry-run", action="store_true", help="print, don't write")
+
+
+def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -> int:
+    from guardrail._data import dataset_hash, load_labeled
+
+    try:
+        config = load_config(args.config)
+        every_policy = [p.name for p in config.policies]
+        if args.policy:
+            config = config.select(args.policy)
+        if args.command == "tune":
+            from guardrail._tune import TuneOptions, tune
+
+            names = ("epochs", "learning_rate", "batch_size", "rank", "alpha", "val_fraction", "patience", "seed",
+                     "max_length", "weight_decay", "dropout", "loss", "schedule", "select_by", "dtype")
+            chosen = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+            if args.target_modules:
+                chosen["target_modules"] = tuple(args.target_modules.split(","))
+            validation = load_labeled(args.validation) if args.validation else None
+            result = tune(args.model, load_labeled(args.data), out_dir=args.out, policies=config.policies,
+                          options=TuneOptions(**chosen), validation=validation, data=dataset_hash(args.data),
+                          progress=not args.quiet)
+            out.write(f"adapter: {result.out_dir} (epoch {result.best_epoch}, "
+                      f"validation ROC-AUC {result.validation.get('roc_auc')})\n")
+            return 0
+        examples = load_labeled(args.data, limit=args.limit)
+        guard = config.build_guard(scorer=scorer)
+        if args.command == "eval":
+            from guardrail._evaluate import evaluate, write_report
+
+            report = evaluate(guard, examples, progress=not args.quiet)
+            path = write_report(report, args.out, plots=not args.no_plots)
+            for key, m in report.groups.items():
+                out.write(f"{key}: n={m.n} pos={m.positives} ROC-AUC={m.roc_auc} AU-PRC={m.au_prc} "
+                          f"best F1={m.best_f1} at {m.best_threshold}; F1={m.f1:.3f}\n")
+            out.write(f"report: {path}\n")
+            return 0
+        from guardrail._calibrate import calibrate, write_thresholds
+
+        calibrations = calibrate(guard, examples, goal=args.goal, target=args.target, progress=not args.quiet)
+        for c in calibrations.values():
+            out.write(f"{c.policy}: threshold {c.threshold:.4f} (precision {c.precision:.3f}, "
+                      f"recall {c.recall:.3f}, f1 {c.f1:.3f})\n")
+        if not args.dry_run:
+            summary = dataset_hash(args.data)
+            write_thresholds(args.config, calibrations, data=summary, all_policies=every_policy)
+            out.write(f"wrote thresholds into {args.config}\n")
+        return 0
+    except GuardrailError as exc:
+        print(f"guardrail: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _messages(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list[dict[str, str]], Stage]:
@@ -70,6 +158,8 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
     out = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command != "check":
+        return _run_tool(args, scorer=scorer, out=out)
     messages, stage = _messages(args, parser)
     try:
         config = load_config(args.config)

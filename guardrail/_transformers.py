@@ -18,7 +18,7 @@ import torch
 from guardrail._exceptions import ConfigError, ScorerError
 from guardrail._scoring import ScoreRequest
 
-__all__ = ["TransformersScorer", "answer_token_ids"]
+__all__ = ["TransformersScorer", "answer_token_ids", "encode_prompt"]
 
 _DTYPES = {
     "auto": "auto",
@@ -44,6 +44,11 @@ def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[
             )
         ids.append(token_id)
     return ids[0], ids[1]
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids for a rendered prompt: exactly one BOS, then the text (no second BOS)."""
+    return [tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
 
 
 def _resolve_dtype(dtype: Any) -> Any:
@@ -80,7 +85,6 @@ class TransformersScorer:
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
         if tokenizer.bos_token_id is None:
             raise ConfigError("the tokenizer has no BOS token; ShieldGemma prompts start with one")
-        self.bos_id = tokenizer.bos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
         self.max_length = max_length or getattr(config, "max_position_embeddings", None)
@@ -136,12 +140,8 @@ class TransformersScorer:
             model = PeftModel.from_pretrained(model, adapter)
         return cls(model, tokenizer, batch_size=batch_size)
 
-    def encode(self, prompt: str) -> list[int]:
-        """Token ids for a rendered prompt: exactly one BOS, then the text."""
-        return [self.bos_id, *self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
-
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
-        encoded = [self.encode(r.prompt) for r in requests]
+        encoded = [encode_prompt(self.tokenizer, r.prompt) for r in requests]
         for n, ids in enumerate(encoded):
             if self.max_length is not None and len(ids) > self.max_length:
                 raise ScorerError(

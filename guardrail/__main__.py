@@ -1,0 +1,5 @@
+import sys
+
+from guardrail._cli import main
+
+sys.exit(main())

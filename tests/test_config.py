@@ -1,0 +1,96 @@
+"""Configuration: one TOML file, clear errors naming the key, env over file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from guardrail import Action, ConfigError, Stage, load_config
+from guardrail.testing import KeywordScorer
+
+FULL = """
+[model]
+name = "embedded"
+dtype = "float32"
+
+[guard]
+refusal = "Nope."
+
+[policies.hate]
+threshold = 0.3
+action = "rewrite"
+stages = ["input"]
+
+[policies.spam]
+title = "Spam"
+description = "advertises products or services."
+action = "flag"
+
+[policies.pii]
+input_guideline = '"No PII": The prompt shall not contain phone numbers.'
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "guard.toml"
+    path.write_text(text)
+    return path
+
+
+def test_full_file_loads_in_order(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL), environ={})
+    assert config.model.dtype == "float32" and config.refusal == "Nope."
+    hate, spam, pii = config.policies
+    assert (hate.name, hate.threshold, hate.action, hate.stages) == ("hate", 0.3, Action.REWRITE, frozenset({Stage.INPUT}))
+    assert hate.input_guideline.startswith('"No Hate Speech": The prompt shall not')
+    assert spam.guideline("input") == '"No Spam": The prompt shall not contain or seek generation of content that advertises products or services.'
+    assert spam.guideline("output") == '"No Spam": The chatbot shall not generate content that advertises products or services.'
+    assert pii.stages == frozenset({Stage.INPUT})
+
+
+def test_defaults_without_a_file() -> None:
+    config = load_config(environ={})
+    assert config.model.name == "embedded" and config.model.dtype == "bfloat16"
+    assert [p.name for p in config.policies] == ["dangerous", "harassment", "hate", "sexual"]
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL), environ={"GUARDRAIL_MODEL": "/models/shieldgemma-2b", "GUARDRAIL_DTYPE": "bfloat16"})
+    assert config.model.name == "/models/shieldgemma-2b" and config.model.dtype == "bfloat16"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[policies.hate]\nthreshold = 'high'\n", r"policies\.hate: .*threshold must be a number"),
+        ("[policies.hate]\naction = 'explode'\n", r"policies\.hate: .*action must be one of"),
+        ("[policies.hate]\ncolour = 'red'\n", r"policies\.hate: unknown key\(s\) colour"),
+        ("[policies.unknown]\nthreshold = 0.2\n", r"policies\.unknown: unknown built-in policy 'unknown'"),
+        ("[policies.hate]\nstages = 'input'\n", r"policies\.hate\.stages: must be a list"),
+        ("[policies.x]\ndescription = 'd'\ninput_guideline = 'g'\n", "either description or"),
+        ("[model]\nbatch_size = 0\n", r"model\.batch_size: must be at least 1"),
+        ("[model]\nname = 3\n", r"model\.name: must be a str"),
+        ("[models]\nname = 'x'\n", r"unknown key\(s\) models"),
+        ("[guard]\nrefusal = ''\n", r"guard\.refusal"),
+        ("not toml = = \n", "not valid TOML"),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, match: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=match) as caught:
+        load_config(path, environ={})
+    assert str(path) in str(caught.value)
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_select_and_build_guard(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, FULL), environ={}).select(["spam", "sexual"])
+    guard = config.build_guard(scorer=KeywordScorer({"buy now": 0.9}, policies=['"No Spam']))
+    assert [p.name for p in guard.policies] == ["spam", "sexual"]
+    verdict = guard.check_input("buy now!")
+    assert verdict.flags and verdict.allowed and guard.refusal == "Nope."
