@@ -1,0 +1,34 @@
+"""guardrail for LangChain: guard a Runnable, wrap a chat model, or add agent middleware.
+
+>>> from guardrail import Guard
+>>> from guardrail_langchain import GuardedChatModel, guard_runnable
+>>> guarded_chain = guard_runnable(prompt | model | parser, Guard())         # doctest: +SKIP
+>>> guarded_model = GuardedChatModel(chat_model=model, guard=Guard())          # doctest: +SKIP
+
+`GuardrailMiddleware` (LangChain 1.x agents) loads `langchain` only when first used.
+"""
+
+from guardrail_langchain._chat_model import GuardedChatModel
+from guardrail_langchain._convert import input_messages, output_text
+from guardrail_langchain._options import GuardOptions
+from guardrail_langchain._runnable import GuardedRunnable, guard_runnable
+
+__all__ = [
+    "GuardOptions",
+    "GuardedChatModel",
+    "GuardedRunnable",
+    "GuardrailMiddleware",
+    "guard_runnable",
+    "input_messages",
+    "output_text",
+]
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy optional import
+    if name == "GuardrailMiddleware":
+        from guardrail_langchain._middleware import GuardrailMiddleware
+
+        return GuardrailMiddleware
+    raise AttributeError(f"module 'guardrail_langchain' has no attribute {name!r}")

@@ -1,0 +1,51 @@
+"""How an adapter applies a guard: which stages, which input key, how streams are moderated."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from guardrail import ConfigError, StreamMode
+
+__all__ = ["GuardOptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardOptions:
+    """Options shared by `GuardedRunnable`, `GuardedChatModel` and `GuardrailMiddleware`.
+
+    >>> GuardOptions(stream_mode="stream_first", every=80).every
+    80
+
+    - `input_key`: for dict inputs, the key holding the user's text or messages. Without it a
+      dict's `"messages"` value is used, or else all its string values joined (so nothing in
+      the prompt goes unchecked).
+    - `check_input` / `check_output`: which stages run.
+    - `stream_mode`, `every`, `unit`: streaming moderation (see `guardrail.StreamModerator`).
+    - `optimistic`: start generation while the input check runs; nothing is released until it
+      passes, and generation is cancelled (async) or discarded (sync) on a block.
+    """
+
+    input_key: str | None = None
+    check_input: bool = True
+    check_output: bool = True
+    stream_mode: StreamMode = StreamMode.HOLD
+    every: int = 200
+    unit: str = "chars"
+    optimistic: bool = False
+
+    def __post_init__(self) -> None:
+        if self.input_key is not None and (not isinstance(self.input_key, str) or not self.input_key):
+            raise ConfigError(f"input_key must be a non-empty string or None, got {self.input_key!r}")
+        for name in ("check_input", "check_output", "optimistic"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
+        try:
+            object.__setattr__(self, "stream_mode", StreamMode(self.stream_mode))
+        except ValueError:
+            raise ConfigError(
+                f"stream_mode must be 'hold' or 'stream_first', got {self.stream_mode!r}"
+            ) from None
+        if self.unit not in ("chars", "chunks"):
+            raise ConfigError(f"unit must be 'chars' or 'chunks', got {self.unit!r}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ConfigError(f"every must be a positive integer, got {self.every!r}")

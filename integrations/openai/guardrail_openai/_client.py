@@ -1,0 +1,124 @@
+"""`GuardedOpenAI` and `AsyncGuardedOpenAI`: the user's client, wrapped by composition.
+
+Guarded: `chat.completions.create` and `.parse`, `responses.create` and `.parse` (streaming
+included for `create`). Everything else is the wrapped client's own attribute, unguarded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import openai
+
+from guardrail import ConfigError, Guard, StreamMode, Verdict
+
+from guardrail_openai._chat import ChatCodec
+from guardrail_openai._options import GuardOptions, OnBlock
+from guardrail_openai._resources import AsyncGuardedResource, GuardedResource
+from guardrail_openai._responses import ResponsesCodec
+
+__all__ = ["AsyncGuardedOpenAI", "GuardedOpenAI"]
+
+
+class _Chat:
+    """`client.chat` with a guarded `completions`; other attributes forward."""
+
+    def __init__(self, inner: Any, completions: Any) -> None:
+        self._inner = inner
+        self.completions = completions
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_inner":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+class _Client:
+    _sync: bool
+
+    def __init__(
+        self,
+        client: Any,
+        guard: Guard,
+        *,
+        stream_mode: StreamMode | str = StreamMode.HOLD,
+        every: int = 200,
+        unit: str = "chars",
+        optimistic: bool = False,
+        on_block: OnBlock = "raise",
+        on_verdict: Callable[[Verdict], object] | None = None,
+    ) -> None:
+        wanted = openai.OpenAI if self._sync else openai.AsyncOpenAI
+        if not isinstance(client, wanted):
+            other = "AsyncGuardedOpenAI" if self._sync else "GuardedOpenAI"
+            raise ConfigError(
+                f"{type(self).__name__} wraps an {wanted.__name__} client, got "
+                f"{type(client).__name__}; use {other} for the other kind"
+            )
+        if not isinstance(guard, Guard):
+            raise ConfigError(f"guard must be a guardrail.Guard, got {type(guard).__name__}")
+        self.unguarded = client
+        self.guard = guard
+        self.options = GuardOptions(
+            stream_mode=stream_mode, every=every, unit=unit, optimistic=optimistic,
+            on_block=on_block, on_verdict=on_verdict,
+        )
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self.chat = _Chat(client.chat, self._resource(client.chat.completions, ChatCodec()))
+        self.responses = self._resource(client.responses, ResponsesCodec())
+
+    def _resource(self, inner: Any, codec: Any) -> Any:
+        if self._sync:
+            return GuardedResource(inner, codec, self.guard, self.options, self._executor)
+        return AsyncGuardedResource(inner, codec, self.guard, self.options)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(thread_name_prefix="guardrail-openai")
+            return self._pool
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "unguarded":  # not set yet: a half-built object must not recurse
+            raise AttributeError(name)
+        return getattr(self.unguarded, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.unguarded!r}, {self.guard!r})"
+
+    def with_options(self, **kwargs: Any) -> Any:
+        """The wrapped client's `with_options(...)`, guarded with the same guard and options."""
+        return type(self)(self.unguarded.with_options(**kwargs), self.guard, **vars(self.options))
+
+    copy = with_options
+
+
+class GuardedOpenAI(_Client):
+    """An `openai.OpenAI` client whose chat completions and responses are guarded.
+
+    >>> from openai import OpenAI
+    >>> from guardrail import Guard
+    >>> client = GuardedOpenAI(OpenAI(), Guard(["dangerous"]), stream_mode="hold")  # doctest: +SKIP
+    >>> client.chat.completions.create(model="gpt-4o-mini",
+    ...     messages=[{"role": "user", "content": "hi"}])       # a real ChatCompletion  # doctest: +SKIP
+
+    A blocked input or output raises `guardrail.Blocked` (or, with `on_block="refuse"` and for
+    `rewrite` policies, returns the refusal with finish reason `content_filter`). The guard's
+    options are this constructor's; OpenAI's keyword arguments pass through untouched.
+    """
+
+    _sync = True
+
+
+class AsyncGuardedOpenAI(_Client):
+    """The `openai.AsyncOpenAI` twin of `GuardedOpenAI`; `create` is awaited, streams are async.
+
+    >>> client = AsyncGuardedOpenAI(AsyncOpenAI(), guard, optimistic=True)   # doctest: +SKIP
+    >>> stream = await client.chat.completions.create(model="m", messages=msgs, stream=True)  # doctest: +SKIP
+    """
+
+    _sync = False

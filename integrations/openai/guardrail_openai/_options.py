@@ -1,0 +1,74 @@
+"""The wrapper's own options, and how a verdict becomes pass, refuse or `Blocked`.
+
+Options live here and in the wrapper's constructor, never in OpenAI's keyword arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from guardrail import ConfigError, StreamMode, Verdict
+
+__all__ = ["GuardOptions", "OnBlock"]
+
+OnBlock = Literal["raise", "refuse"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardOptions:
+    """How a guarded client checks, streams and reacts.
+
+    >>> GuardOptions(stream_mode="stream_first", every=80).every
+    80
+
+    - `stream_mode`: `"hold"` releases streamed text only once a check covering it passed;
+      `"stream_first"` releases at once and stops the stream on a violation.
+    - `every` / `unit`: check the growing response every `every` characters (`"chars"`) or
+      text deltas (`"chunks"`), and once more at the end.
+    - `optimistic`: start the OpenAI call while the input check runs; nothing is released
+      before the input check passed, and the call is cancelled (async) or closed and
+      discarded (sync) when the input is blocked.
+    - `on_block`: `"raise"` raises `guardrail.Blocked` for `block` policies; `"refuse"` answers
+      with the refusal (finish reason `content_filter`) as `rewrite` policies always do.
+    - `on_verdict`: called with every input verdict and every final output verdict (flags too).
+    """
+
+    stream_mode: StreamMode | str = StreamMode.HOLD
+    every: int = 200
+    unit: str = "chars"
+    optimistic: bool = False
+    on_block: OnBlock = "raise"
+    on_verdict: Callable[[Verdict], object] | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "stream_mode", StreamMode(self.stream_mode))
+        except ValueError:
+            raise ConfigError(
+                f"stream_mode must be 'hold' or 'stream_first', got {self.stream_mode!r}"
+            ) from None
+        if self.unit not in ("chars", "chunks"):
+            raise ConfigError(f"unit must be 'chars' or 'chunks', got {self.unit!r}")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ConfigError(f"every must be a positive integer, got {self.every!r}")
+        if not isinstance(self.optimistic, bool):
+            raise ConfigError(f"optimistic must be a bool, got {self.optimistic!r}")
+        if self.on_block not in ("raise", "refuse"):
+            raise ConfigError(f"on_block must be 'raise' or 'refuse', got {self.on_block!r}")
+        if self.on_verdict is not None and not callable(self.on_verdict):
+            raise ConfigError("on_verdict must be callable or None")
+
+    def refuses(self, verdict: Verdict | None) -> bool:
+        """True when the content must be replaced by the refusal; raises `Blocked` if asked to.
+
+        `None` (nothing to check) passes. Flags pass and are reported to `on_verdict`.
+        """
+        if verdict is None:
+            return False
+        if self.on_verdict is not None:
+            self.on_verdict(verdict)
+        if verdict.blocked and self.on_block == "raise":
+            verdict.raise_for_block()
+        return not verdict.allowed

@@ -1,0 +1,194 @@
+"""Responses API: what to check in a request, a `Response` and a stream event; how to refuse.
+
+Pure like `_chat`. The user turn is the latest item of `input` with role `user` (or `input`
+itself when it is a string); `instructions` are the developer's and are not scored. The checked
+output text is every output message's text and refusal, function-call arguments and custom
+tool input, so tool arguments are moderated like text. A refusal is a genuine `Response` with
+status `incomplete` and `incomplete_details.reason == "content_filter"`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from openai.types.responses import (
+    Response,
+    ResponseContentPartAddedEvent,
+    ResponseIncompleteEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseTextDeltaEvent,
+)
+from openai.types.responses.response import IncompleteDetails
+
+from guardrail_openai._common import as_sequence, field, given, has_user_message
+
+__all__ = ["ResponseEvents", "ResponsesCodec"]
+
+# Deltas of text the caller would see; each is moderated (and held in `hold` mode).
+TEXT_DELTAS = frozenset(
+    {
+        "response.output_text.delta",
+        "response.refusal.delta",
+        "response.function_call_arguments.delta",
+        "response.custom_tool_call_input.delta",
+        "response.reasoning_text.delta",
+        "response.reasoning_summary_text.delta",
+    }
+)
+
+
+def _item_texts(item: Any) -> list[str]:
+    kind = field(item, "type")
+    if kind == "message":
+        texts = []
+        for part in field(item, "content") or ():
+            text = field(part, "text") if field(part, "type") == "output_text" else field(part, "refusal")
+            if isinstance(text, str):
+                texts.append(text)
+        return texts
+    value = field(item, "arguments") if kind == "function_call" else field(item, "input")
+    return [value] if kind in ("function_call", "custom_tool_call") and isinstance(value, str) else []
+
+
+def _refusal_message(refusal: str, *, item_id: str, status: str) -> ResponseOutputMessage:
+    content = [ResponseOutputText(type="output_text", text=refusal, annotations=[])]
+    return ResponseOutputMessage(
+        id=item_id, type="message", role="assistant", status=status, content=content  # type: ignore[arg-type]
+    )
+
+
+def _refused(response: Response, message: ResponseOutputMessage) -> Response:
+    return response.model_copy(
+        update={
+            "output": [message],
+            "status": "incomplete",
+            "incomplete_details": IncompleteDetails(reason="content_filter"),
+        }
+    )
+
+
+class ResponsesCodec:
+    """Reads and refuses `responses.create` requests and results."""
+
+    name = "responses"
+
+    def conversation(self, kwargs: dict[str, Any]) -> list[Any]:
+        """The input as messages; pins an iterable `input` into `kwargs` as the list checked."""
+        value = kwargs.get("input")
+        if not given(value):
+            return []  # e.g. a stored prompt or a conversation continued by id: no user turn here
+        if isinstance(value, str):
+            return [{"role": "user", "content": value}]
+        kwargs["input"] = as_sequence(value, "input")
+        return [
+            {"role": field(item, "role"), "content": field(item, "content")}
+            for item in kwargs["input"]
+            if isinstance(field(item, "role"), str)
+        ]
+
+    def should_check_input(self, conversation: list[Any]) -> bool:
+        return has_user_message(conversation)
+
+    def validate_stream(self, kwargs: Mapping[str, Any]) -> None:
+        return None
+
+    def outputs(self, response: Response) -> list[str]:
+        return ["\n".join(t for item in response.output for t in _item_texts(item) if t)]
+
+    def refuse(self, response: Response, indexes: set[int], refusal: str) -> Response:
+        item_id = f"msg_guardrail_{uuid.uuid4().hex}"
+        return _refused(response, _refusal_message(refusal, item_id=item_id, status="incomplete"))
+
+    def refusal_result(self, kwargs: Mapping[str, Any], refusal: str) -> Response:
+        """The response returned when the input is refused and OpenAI is never called."""
+        model = kwargs.get("model")
+        response = Response(
+            id=f"resp_guardrail_{uuid.uuid4().hex}",
+            object="response",
+            created_at=time.time(),
+            model=model if isinstance(model, str) else "",
+            output=[],
+            parallel_tool_calls=True,
+            tool_choice="auto",
+            tools=[],
+        )
+        return self.refuse(response, {0}, refusal)
+
+    def chunks(self, kwargs: Mapping[str, Any]) -> ResponseEvents:
+        return ResponseEvents(self, kwargs)
+
+
+class ResponseEvents:
+    """Per-stream reader of response stream events; knows enough to append a refusal."""
+
+    def __init__(self, codec: ResponsesCodec, kwargs: Mapping[str, Any]) -> None:
+        self.codec = codec
+        self.kwargs = kwargs
+        self.snapshot: Response | None = None
+        self.sequence = -1
+        self.output_index = -1
+
+    def text(self, event: Any) -> str:
+        self.sequence = max(self.sequence, getattr(event, "sequence_number", -1))
+        self.output_index = max(self.output_index, getattr(event, "output_index", -1))
+        if isinstance(getattr(event, "response", None), Response):
+            self.snapshot = event.response
+        delta = getattr(event, "delta", None)
+        return delta if getattr(event, "type", None) in TEXT_DELTAS and isinstance(delta, str) else ""
+
+    def is_tool_call(self, event: Any) -> bool:
+        kind = getattr(event, "type", "")
+        if kind.startswith(("response.function_call_arguments.", "response.custom_tool_call_input.")):
+            return True
+        item = getattr(event, "item", None)
+        return getattr(item, "type", None) in ("function_call", "custom_tool_call")
+
+    def refusal(self, refusal: str) -> list[Any]:
+        """Events that add one message saying `refusal`, then `response.incomplete`."""
+        if self.snapshot is None:
+            base = self.codec.refusal_result(self.kwargs, refusal)
+        else:
+            base = self.snapshot
+        item_id = f"msg_guardrail_{uuid.uuid4().hex}"
+        index = self.output_index + 1
+        seq = self.sequence + 1
+        done = _refusal_message(refusal, item_id=item_id, status="incomplete")
+        return [
+            ResponseOutputItemAddedEvent(
+                type="response.output_item.added",
+                item=_refusal_message("", item_id=item_id, status="in_progress").model_copy(
+                    update={"content": []}
+                ),
+                output_index=index,
+                sequence_number=seq,
+            ),
+            ResponseContentPartAddedEvent(
+                type="response.content_part.added",
+                content_index=0,
+                item_id=item_id,
+                output_index=index,
+                part=ResponseOutputText(type="output_text", text="", annotations=[]),
+                sequence_number=seq + 1,
+            ),
+            ResponseTextDeltaEvent(
+                type="response.output_text.delta",
+                content_index=0,
+                delta=refusal,
+                item_id=item_id,
+                logprobs=[],
+                output_index=index,
+                sequence_number=seq + 2,
+            ),
+            ResponseOutputItemDoneEvent(
+                type="response.output_item.done", item=done, output_index=index, sequence_number=seq + 3
+            ),
+            ResponseIncompleteEvent(
+                type="response.incomplete", response=_refused(base, done), sequence_number=seq + 4
+            ),
+        ]
