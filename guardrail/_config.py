@@ -72,11 +72,11 @@ class ModelConfig:
     def build_scorer(self) -> Scorer:
         """The scorer this describes. Loading happens here or, for the embedded model, lazily."""
         if self.name == "embedded":
-            if self.adapter or self.attn_implementation:
-                raise ConfigError("model.adapter and model.attn_implementation need a model.name other than 'embedded'")
+            if self.attn_implementation:
+                raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
             from guardrail._embedded import EmbeddedScorer
 
-            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map)
+            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=self.adapter)
         from guardrail._transformers import TransformersScorer
 
         return TransformersScorer.from_pretrained(
@@ -187,6 +187,10 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     for variable, key in _ENV.items():
         if environ.get(variable):
             model_data[key] = environ[variable]
+    if source is not None and isinstance(model_data.get("adapter"), str):
+        adapter = Path(model_data["adapter"]).expanduser()
+        if not adapter.is_absolute():  # relative to the configuration file, not the cwd
+            model_data["adapter"] = str(source.parent / adapter)
     model = _model(model_data, f"{where}: model")
     guard = _table(data.get("guard", {}), f"{where}: guard")
     _check_keys(guard, {"refusal"}, f"{where}: guard")

@@ -28,6 +28,9 @@ class FunctionScorer:
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return [self.fn(r) for r in requests]
 
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        return self.score(requests)  # pure CPU and instant: no worker thread needed
+
 
 class KeywordScorer:
     """P(Yes) = the largest score of the keywords found in the judged text, else `default`.
@@ -57,6 +60,9 @@ class KeywordScorer:
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return [self._one(r) for r in requests]
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        return self.score(requests)
 
 
 class RecordingScorer:

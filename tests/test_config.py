@@ -94,3 +94,10 @@ def test_select_and_build_guard(tmp_path: Path) -> None:
     assert [p.name for p in guard.policies] == ["spam", "sexual"]
     verdict = guard.check_input("buy now!")
     assert verdict.flags and verdict.allowed and guard.refusal == "Nope."
+
+
+def test_relative_adapter_paths_resolve_against_the_file(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[model]\nadapter = 'adapters/hate'\n"), environ={})
+    assert config.model.adapter == str(tmp_path / "adapters" / "hate")
+    absolute = load_config(write(tmp_path, "[model]\nadapter = '/srv/a'\n"), environ={})
+    assert absolute.model.adapter == "/srv/a"
