@@ -5,6 +5,10 @@ logits come from the last position's hidden state and the two output-head rows o
 final-logit softcapping when the config has one), so full-vocabulary logits are never
 materialised. Batches are right-padded and read at `attention_mask.sum(-1) - 1`, which leaves
 every real token's position and attention unchanged: an item scores the same alone or in a batch.
+
+Requests on the same turn share everything up to the guideline (preamble and conversation), so
+by default that token prefix is prefilled once and the policies' suffixes run as one batch over
+the cached keys and values.
 """
 
 from __future__ import annotations
@@ -19,6 +23,9 @@ from guardrail._exceptions import ConfigError, ScorerError
 from guardrail._scoring import ScoreRequest
 
 __all__ = ["TransformersScorer", "answer_token_ids", "encode_prompt"]
+
+# Below this many shared tokens a second forward pass costs more than it saves.
+_MIN_SHARED_PREFIX = 16
 
 _DTYPES = {
     "auto": "auto",
@@ -76,12 +83,21 @@ class TransformersScorer:
     ...                                            device_map="auto", dtype="bfloat16")
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, max_length: int | None = None) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        batch_size: int = 8,
+        max_length: int | None = None,
+        share_prefix: bool = True,
+    ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
+        self.share_prefix = share_prefix
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
         if tokenizer.bos_token_id is None:
             raise ConfigError("the tokenizer has no BOS token; ShieldGemma prompts start with one")
@@ -107,6 +123,7 @@ class TransformersScorer:
         attn_implementation: str | None = None,
         adapter: str | None = None,
         batch_size: int = 8,
+        share_prefix: bool = True,
         **model_kwargs: Any,
     ) -> TransformersScorer:
         """Load a model by hub id or local path (`device_map` goes through accelerate).
@@ -138,7 +155,7 @@ class TransformersScorer:
             from peft import PeftModel
 
             model = PeftModel.from_pretrained(model, adapter)
-        return cls(model, tokenizer, batch_size=batch_size)
+        return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         encoded = [encode_prompt(self.tokenizer, r.prompt) for r in requests]
@@ -147,31 +164,89 @@ class TransformersScorer:
                 raise ScorerError(
                     f"request {n} is {len(ids)} tokens, over the model's {self.max_length}"
                 )
-        # Similar lengths together waste less padding; results go back in request order.
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         scores: list[float] = [0.0] * len(encoded)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
+        alone: list[int] = []
+        for group in self._groups(requests):
+            prefix = _common_prefix([encoded[i] for i in group]) if len(group) > 1 else 0
+            if self.share_prefix and prefix >= _MIN_SHARED_PREFIX:
+                for start in range(0, len(group), self.batch_size):
+                    chunk = group[start : start + self.batch_size]
+                    shared = self._p_yes_shared(encoded[chunk[0]][:prefix], [encoded[i][prefix:] for i in chunk])
+                    for i, p in zip(chunk, shared):
+                        scores[i] = p
+            else:
+                alone.extend(group)
+        # Similar lengths together waste less padding; results go back in request order.
+        alone.sort(key=lambda i: len(encoded[i]))
+        for start in range(0, len(alone), self.batch_size):
+            chunk = alone[start : start + self.batch_size]
             for i, p in zip(chunk, self._p_yes([encoded[i] for i in chunk])):
                 scores[i] = p
         return scores
 
-    def _p_yes(self, batch: list[list[int]]) -> list[float]:
+    @staticmethod
+    def _groups(requests: Sequence[ScoreRequest]) -> list[list[int]]:
+        groups: dict[Any, list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(request.turn, []).append(i)
+        return list(groups.values())
+
+    def _head(self, hidden: Any, last: Any) -> list[float]:
+        final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
+        logits = final.float().to(self._head_rows.device) @ self._head_rows.T
+        if self.softcap:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+
+    def _p_yes_shared(self, prefix: list[int], suffixes: list[list[int]]) -> list[float]:
+        """Prefill `prefix` once, then score every suffix over copies of its cache."""
+        from transformers import DynamicCache
+
+        input_ids, mask = self._right_padded(suffixes, prefix=len(prefix))
+        device = self._input_device
+        with self._lock, torch.inference_mode():
+            cache = DynamicCache(config=self.model.config)
+            self._decoder(
+                input_ids=torch.tensor([prefix], device=device),
+                attention_mask=torch.ones((1, len(prefix)), dtype=torch.long, device=device),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache.batch_repeat_interleave(len(suffixes))
+            hidden = self._decoder(
+                input_ids=input_ids.to(device),
+                attention_mask=mask.to(device),
+                past_key_values=cache,
+                use_cache=True,
+            ).last_hidden_state
+            return self._head(hidden, torch.tensor([len(ids) - 1 for ids in suffixes]))
+
+    def _right_padded(self, batch: list[list[int]], *, prefix: int = 0) -> tuple[Any, Any]:
+        """Ids right-padded to one width, and a mask that also covers `prefix` cached tokens."""
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
+        mask[:, :prefix] = 1
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
+            mask[row, prefix : prefix + len(ids)] = 1
+        return input_ids, mask
+
+    def _p_yes(self, batch: list[list[int]]) -> list[float]:
+        input_ids, mask = self._right_padded(batch)
         with self._lock, torch.inference_mode():
             hidden = self._decoder(
                 input_ids=input_ids.to(self._input_device),
                 attention_mask=mask.to(self._input_device),
                 use_cache=False,
             ).last_hidden_state
-            last = (mask.sum(-1) - 1).to(hidden.device)
-            final = hidden[torch.arange(len(batch), device=hidden.device), last]
-            logits = final.float().to(self._head_rows.device) @ self._head_rows.T
-            if self.softcap:
-                logits = torch.tanh(logits / self.softcap) * self.softcap
-            return torch.softmax(logits, dim=-1)[:, 0].tolist()
+            return self._head(hidden, mask.sum(-1) - 1)
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    """Tokens all sequences share at the start, leaving each at least one token of its own."""
+    shortest = min(len(s) for s in sequences)
+    n = 0
+    while n < shortest - 1 and all(s[n] == sequences[0][n] for s in sequences):
+        n += 1
+    return n

@@ -63,6 +63,18 @@ def test_item_scores_the_same_alone_and_in_a_padded_batch(scorer) -> None:  # no
     assert max(abs(a - b) for a, b in zip(batched, alone)) < 1e-5
 
 
+@pytest.mark.parametrize("content_repeats", [1, 40])  # 40: the shared prefix outgrows the sliding window
+def test_prefix_shared_scoring_equals_separate_scoring(scorer, content_repeats: int) -> None:  # noqa: ANN001
+    turns = [Turn(prompt="Tell me about dogs. " * content_repeats),
+             Turn(prompt="hi", response="Dogs are loyal animals. " * content_repeats)]
+    reqs = [ScoreRequest(turn=t, guideline=p.guideline(t.stage)) for t in turns for p in BUILTIN_POLICIES.values()]
+    scorer.share_prefix = True
+    shared = scorer.score(reqs)
+    separate = [scorer.score([r])[0] for r in reqs]
+    assert max(abs(a - b) for a, b in zip(shared, separate)) < 1e-4
+    assert len({round(p, 4) for p in shared}) > 3
+
+
 def test_meets_the_scorer_contract(scorer) -> None:  # noqa: ANN001
     check_scorer_contract(scorer, tolerance=1e-5)
 
