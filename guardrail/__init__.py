@@ -15,6 +15,7 @@ from guardrail._messages import Message, Turn, select_turn
 from guardrail._policies import (
     BUILTIN_POLICIES,
     Action,
+    FailMode,
     Policy,
     Stage,
     builtin_policy,
@@ -23,6 +24,7 @@ from guardrail._policies import (
 from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
 from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
 from guardrail._streaming import StreamMode, StreamModerator, StreamStep
+from guardrail._windows import Windows
 from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ConfigError",
     "DEFAULT_REFUSAL",
     "Decision",
+    "FailMode",
     "Guard",
     "GuardrailError",
     "Message",
@@ -50,6 +53,7 @@ __all__ = [
     "StreamStep",
     "Turn",
     "Verdict",
+    "Windows",
     "builtin_policy",
     "chat_template",
     "format_guideline",

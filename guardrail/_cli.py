@@ -172,17 +172,17 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
         print(f"guardrail: error: {exc}", file=sys.stderr)
         return 2
     result = verdict.to_dict()
-    # Decisions come in request order; the model sees one BOS token before each prompt.
-    prompts = ["<bos>" + r.prompt for r in requests]
+    # The model sees one BOS token before each prompt; long content gives one prompt per window.
+    prompts = [(r.policy, "<bos>" + r.prompt) for r in requests]
     if args.json:
         if args.show_prompt:
-            for decision, text in zip(result["decisions"], prompts):
-                decision["prompt"] = text
+            for decision in result["decisions"]:
+                decision["prompts"] = [text for name, text in prompts if name == decision["policy"]]
         out.write(json.dumps(result, indent=2) + "\n")
     else:
         if args.show_prompt:
-            for decision, text in zip(result["decisions"], prompts):
-                out.write(f"----- prompt for policy {decision['policy']} ({stage.value}) -----\n{text}")
+            for name, text in prompts:
+                out.write(f"----- prompt for policy {name} ({stage.value}) -----\n{text}")
             out.write("----- end of prompts -----\n")
         _table(result, out)
     return 0 if verdict.allowed else 1

@@ -11,11 +11,17 @@ batch_size = 8
 
 [guard]
 refusal = "I can't help with that."
+timeout = 2.0                # seconds per scorer call (optional)
+budget = 5.0                 # seconds for a whole check, retries included (optional)
+retries = 1                  # extra attempts after a scorer error
+window = 8000                # long content is scored in windows of this many characters ...
+overlap = 1000               # ... overlapping by this many; max over windows
 
 [policies.hate]              # a built-in: dangerous, harassment, hate, sexual, violence, obscenity
 threshold = 0.4
 action = "block"             # block | rewrite | flag
 stages = ["input", "output"]
+on_error = "block"           # block | allow | raise: when no score can be had
 
 [policies.spam]              # a custom policy: a description, phrased for both stages ...
 title = "Spam"
@@ -43,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from guardrail._exceptions import ConfigError
 from guardrail._policies import BUILTIN_POLICIES, Policy, Stage, format_guideline, resolve_policies
 from guardrail._verdict import DEFAULT_REFUSAL
+from guardrail._windows import Windows
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -96,12 +103,20 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     policies: tuple[Policy, ...] = field(default_factory=lambda: resolve_policies(None))
     refusal: str = DEFAULT_REFUSAL
+    guard: Mapping[str, Any] = field(default_factory=dict)  # Guard options: timeout, budget, retries
+    windows: Windows | None = field(default_factory=Windows)
     source: Path | None = None
 
     def build_guard(self, *, scorer: Scorer | None = None) -> Guard:
         from guardrail._guard import Guard
 
-        return Guard(self.policies, scorer=scorer or self.model.build_scorer(), refusal=self.refusal)
+        return Guard(
+            self.policies,
+            scorer=scorer or self.model.build_scorer(),
+            refusal=self.refusal,
+            windows=self.windows,
+            **self.guard,
+        )
 
     def select(self, names: list[str]) -> Config:
         """Only the named policies: configured ones first, else the built-ins of that name."""
@@ -142,12 +157,12 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     return ModelConfig(**data)
 
 
-_POLICY_KEYS = {"threshold", "action", "stages", "title", "description", "input_guideline", "output_guideline"}
+_POLICY_KEYS = {"threshold", "action", "stages", "on_error", "title", "description", "input_guideline", "output_guideline"}
 
 
 def _policy(name: str, data: Mapping[str, Any], where: str) -> Policy:
     _check_keys(data, _POLICY_KEYS, where)
-    changes = {k: data[k] for k in ("threshold", "action", "stages") if k in data}
+    changes = {k: data[k] for k in ("threshold", "action", "stages", "on_error") if k in data}
     if "stages" in changes and (
         not isinstance(changes["stages"], list) or not all(isinstance(s, str) for s in changes["stages"])
     ):
@@ -193,10 +208,19 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             model_data["adapter"] = str(source.parent / adapter)
     model = _model(model_data, f"{where}: model")
     guard = _table(data.get("guard", {}), f"{where}: guard")
-    _check_keys(guard, {"refusal"}, f"{where}: guard")
-    refusal = guard.get("refusal", DEFAULT_REFUSAL)
+    _check_keys(guard, {"refusal", "timeout", "budget", "retries", "window", "overlap"}, f"{where}: guard")
+    refusal = guard.pop("refusal", DEFAULT_REFUSAL)
     if not isinstance(refusal, str) or not refusal:
         raise ConfigError(f"{where}: guard.refusal: must be a non-empty string")
+    for key in ("timeout", "budget"):
+        if key in guard and (isinstance(guard[key], bool) or not isinstance(guard[key], (int, float)) or guard[key] <= 0):
+            raise ConfigError(f"{where}: guard.{key}: must be a positive number of seconds, got {guard[key]!r}")
+    if "retries" in guard and (isinstance(guard["retries"], bool) or not isinstance(guard["retries"], int) or guard["retries"] < 0):
+        raise ConfigError(f"{where}: guard.retries: must be a non-negative integer, got {guard['retries']!r}")
+    try:
+        windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: guard: {exc}") from None
     policies_data = _table(data.get("policies", {}), f"{where}: policies")
     policies = tuple(
         _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}")
@@ -206,5 +230,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         model=model,
         policies=resolve_policies(policies or None),
         refusal=refusal,
+        guard=guard,
+        windows=windows,
         source=source,
     )

@@ -45,4 +45,5 @@ class Blocked(GuardrailError):
     def __init__(self, verdict: Verdict) -> None:
         self.verdict = verdict
         names = ", ".join(d.policy for d in verdict.blocking)
-        super().__init__(f"{verdict.stage.value} blocked by policy {names}")
+        why = f" (failed closed: {verdict.errors[0].error})" if verdict.errors else ""
+        super().__init__(f"{verdict.stage.value} blocked by policy {names}{why}")

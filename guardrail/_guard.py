@@ -1,22 +1,32 @@
 """The user-facing `Guard`: policies plus a scorer.
 
-The flow is `messages -> turn -> requests -> scores -> verdict`. Everything but the scorer call
-is pure and shared, so `check_input` and `acheck_input` differ only in how they await scores.
+The flow is `messages -> turn -> windows -> requests -> scores -> verdict -> observers`.
+Everything but the scorer call is pure and shared, so `check` and `acheck` differ only in how
+they wait for scores (a thread with a deadline, or `asyncio.wait_for`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import asyncio
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from guardrail._exceptions import ConfigError
+import tenacity
+
+from guardrail._exceptions import ConfigError, ScorerError
 from guardrail._messages import Turn, select_turn
-from guardrail._policies import Policy, Stage, as_stage, resolve_policies
+from guardrail._policies import FailMode, Policy, Stage, as_stage, resolve_policies
 from guardrail._scoring import ScoreRequest, Scorer, ascore, score
-from guardrail._verdict import DEFAULT_REFUSAL, Verdict, decide
+from guardrail._verdict import DEFAULT_REFUSAL, Verdict, decide, failed
+from guardrail._windows import Windows, window_turns
 
 __all__ = ["Guard"]
+
+Observer = Callable[[Verdict], object]
 
 
 @dataclass(frozen=True)
@@ -25,7 +35,15 @@ class _Plan:
     turn: Turn
     message_index: int
     policies: tuple[Policy, ...]
-    requests: list[ScoreRequest]
+    requests: list[ScoreRequest]  # window-major: every policy for window 0, then window 1, ...
+
+
+def _positive(name: str, value: float | None) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    return float(value)
 
 
 class Guard:
@@ -39,6 +57,12 @@ class Guard:
     True
 
     With no `scorer`, the embedded default model loads on the first check (not before).
+
+    Reliability options: `timeout` bounds each scorer call and `budget` the whole check, retries
+    included (`retries` extra attempts on a `ScorerError`); when no score can be had, each
+    policy's `on_error` decides (block by default). Content longer than `windows.size`
+    characters is scored in overlapping windows, max over windows. `observers` are called with
+    every verdict (an audit log, metrics); an observer that raises fails the check.
     """
 
     def __init__(
@@ -47,6 +71,11 @@ class Guard:
         *,
         scorer: Scorer | None = None,
         refusal: str = DEFAULT_REFUSAL,
+        timeout: float | None = None,
+        budget: float | None = None,
+        retries: int = 0,
+        windows: Windows | None = Windows(),
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.policies = resolve_policies(policies)
         if scorer is None:
@@ -57,8 +86,19 @@ class Guard:
             raise ConfigError(f"scorer must have a score(requests) method, got {scorer!r}")
         if not isinstance(refusal, str) or not refusal:
             raise ConfigError("refusal must be a non-empty string")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
+        if windows is not None and not isinstance(windows, Windows):
+            raise ConfigError(f"windows must be a guardrail.Windows or None, got {windows!r}")
+        if not all(callable(o) for o in observers):
+            raise ConfigError("observers must be callables taking a Verdict")
         self.scorer = scorer
         self.refusal = refusal
+        self.timeout = _positive("timeout", timeout)
+        self.budget = _positive("budget", budget)
+        self.retries = retries
+        self.windows = windows
+        self.observers = tuple(observers)
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.policies)
@@ -71,32 +111,86 @@ class Guard:
         raise KeyError(name)
 
     def requests(self, messages: Any, stage: Stage | str) -> list[ScoreRequest]:
-        """The scoring requests a check of `stage` would send, one per applicable policy."""
+        """The scoring requests a check of `stage` would send: per window, one per policy."""
         return self._plan(messages, as_stage(stage)).requests
 
     def _plan(self, messages: Any, stage: Stage) -> _Plan:
         turn, index = select_turn(messages, stage)
         policies = tuple(p for p in self.policies if p.applies_to(stage))
-        requests = [ScoreRequest(turn=turn, guideline=p.guideline(stage)) for p in policies]
+        requests = [
+            ScoreRequest(turn=window, guideline=p.guideline(stage), policy=p.name)
+            for window in window_turns(turn, self.windows)
+            for p in policies
+        ]
         return _Plan(stage, turn, index, policies, requests)
 
-    def _verdict(self, plan: _Plan, scores: Sequence[float]) -> Verdict:
-        return decide(
-            stage=plan.stage,
-            turn=plan.turn,
-            message_index=plan.message_index,
-            policies=plan.policies,
-            scores=scores,
-            refusal=self.refusal,
-        )
+    def _verdict(self, plan: _Plan, scores: Sequence[float] | ScorerError) -> Verdict:
+        common = dict(stage=plan.stage, turn=plan.turn, message_index=plan.message_index,
+                      policies=plan.policies, refusal=self.refusal)
+        if isinstance(scores, ScorerError):
+            if any(p.on_error is FailMode.RAISE for p in plan.policies):
+                raise scores
+            verdict = failed(error=str(scores), **common)
+        else:
+            n = len(plan.policies)
+            per_policy = [max(scores[i::n]) for i in range(n)] if n else []
+            verdict = decide(scores=per_policy, **common)
+        for observe in self.observers:
+            observe(verdict)
+        return verdict
+
+    def _retrying(self, kind: type[tenacity.BaseRetrying]) -> tenacity.BaseRetrying:
+        stop = tenacity.stop_after_attempt(self.retries + 1)
+        if self.budget is not None:
+            stop |= tenacity.stop_after_delay(self.budget)
+        return kind(stop=stop, retry=tenacity.retry_if_exception_type(ScorerError), reraise=True)
+
+    def _attempt_timeout(self, deadline: float | None) -> float | None:
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise ScorerError(f"the check's latency budget of {self.budget} s is spent")
+        return min((t for t in (self.timeout, left) if t is not None), default=None)
+
+    def _score(self, requests: list[ScoreRequest], deadline: float | None) -> list[float]:
+        timeout = self._attempt_timeout(deadline)
+        if timeout is None:
+            return score(self.scorer, requests)
+        outcome: list[Any] = []
+        # A daemon thread, so a scorer that hangs forever can't hold the process open.
+        worker = threading.Thread(target=lambda: outcome.append(_call(score, self.scorer, requests)), daemon=True)
+        worker.start()
+        worker.join(timeout)
+        if not outcome:
+            raise ScorerError(f"{type(self.scorer).__name__} timed out after {timeout:.3g} s")
+        return _unwrap(outcome[0])
+
+    async def _ascore(self, requests: list[ScoreRequest], deadline: float | None) -> list[float]:
+        timeout = self._attempt_timeout(deadline)
+        try:
+            return await asyncio.wait_for(ascore(self.scorer, requests), timeout)
+        except asyncio.TimeoutError:
+            raise ScorerError(f"{type(self.scorer).__name__} timed out after {timeout:.3g} s") from None
+
+    def _deadline(self) -> float | None:
+        return None if self.budget is None else time.monotonic() + self.budget
 
     def check(self, messages: Any, stage: Stage | str) -> Verdict:
         plan = self._plan(messages, as_stage(stage))
-        return self._verdict(plan, score(self.scorer, plan.requests))
+        deadline = self._deadline()
+        try:
+            scores = self._retrying(tenacity.Retrying)(self._score, plan.requests, deadline)
+        except ScorerError as exc:
+            return self._verdict(plan, exc)
+        return self._verdict(plan, scores)
 
     async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
         plan = self._plan(messages, as_stage(stage))
-        return self._verdict(plan, await ascore(self.scorer, plan.requests))
+        deadline = self._deadline()
+        try:
+            scores = await self._retrying(tenacity.AsyncRetrying)(self._ascore, plan.requests, deadline)
+        except ScorerError as exc:
+            return self._verdict(plan, exc)
+        return self._verdict(plan, scores)
 
     def check_input(self, messages: Any) -> Verdict:
         """Score the latest user message with each input policy's prompt-only guideline."""
@@ -111,3 +205,21 @@ class Guard:
 
     async def acheck_output(self, messages: Any) -> Verdict:
         return await self.acheck(messages, Stage.OUTPUT)
+
+
+def _call(fn: Callable[..., Any], *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except BaseException as exc:  # handed back to the waiting thread
+        return _Raised(exc)
+
+
+@dataclass(frozen=True)
+class _Raised:
+    exc: BaseException
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, _Raised):
+        raise result.exc
+    return result

@@ -20,6 +20,7 @@ __all__ = [
     "INPUT_PREFIX",
     "OUTPUT_PREFIX",
     "Action",
+    "FailMode",
     "Policy",
     "Stage",
     "as_stage",
@@ -37,6 +38,18 @@ class Stage(str, enum.Enum):
 
     INPUT = "input"
     OUTPUT = "output"
+
+
+class FailMode(str, enum.Enum):
+    """What a policy does when its score can't be had (scorer error, timeout, garbage score).
+
+    `block` (the default) fails closed; `allow` fails open, on purpose only; `raise` lets the
+    `ScorerError` propagate to the caller.
+    """
+
+    BLOCK = "block"
+    ALLOW = "allow"
+    RAISE = "raise"
 
 
 class Action(str, enum.Enum):
@@ -74,7 +87,7 @@ class Policy:
     >>> stricter = p.with_threshold(0.3)   # policies are immutable; this returns a new one
 
     A guideline is the text after `* ` in the ShieldGemma prompt. When `stages` is not given it
-    is every stage that has a guideline.
+    is every stage that has a guideline. `on_error` says what happens when no score can be had.
     """
 
     name: str
@@ -83,6 +96,7 @@ class Policy:
     threshold: float = 0.5
     action: Action = Action.BLOCK
     stages: frozenset[Stage] = field(default=frozenset())
+    on_error: FailMode = FailMode.BLOCK
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -103,6 +117,7 @@ class Policy:
             raise ConfigError(f"{where}: threshold must be in [0, 1], got {threshold!r}")
         object.__setattr__(self, "threshold", float(threshold))
         object.__setattr__(self, "action", _coerce(Action, self.action, f"{where}: action"))
+        object.__setattr__(self, "on_error", _coerce(FailMode, self.on_error, f"{where}: on_error"))
         stages = self.stages or frozenset(s for s in Stage if self._guideline_or_none(s))
         if isinstance(stages, (str, Stage)):
             stages = (stages,)

@@ -16,7 +16,7 @@ from typing import Any
 from guardrail._exceptions import MessageError
 from guardrail._messages import Turn, message_role, message_text
 
-__all__ = ["chat_template", "render_chat", "render_prompt", "split_prompt"]
+__all__ = ["chat_template", "content_spans", "render_chat", "render_prompt", "split_prompt"]
 
 _PROMPT_HEAD = (
     "You are a policy expert trying to help determine whether a user prompt is in violation "
@@ -48,6 +48,20 @@ def split_prompt(turn: Turn) -> tuple[str, str]:
         return _PROMPT_HEAD + turn.prompt + _PRINCIPLE, _PROMPT_TAIL
     head = _RESPONSE_HEAD + turn.prompt + _RESPONSE_MIDDLE + turn.response + _PRINCIPLE
     return head, _RESPONSE_TAIL
+
+
+def content_spans(turn: Turn) -> list[tuple[int, int]]:
+    """Character spans of the user-controlled text (question, response) in the rendered prompt.
+
+    A scorer tokenizes control tokens inside these spans as plain text, so content can't
+    forge the scaffolding (`<end_of_turn>`, `<bos>`, ...).
+    """
+    start = (len(_PROMPT_HEAD) if turn.response is None else len(_RESPONSE_HEAD))
+    spans = [(start, start + len(turn.prompt))]
+    if turn.response is not None:
+        start = spans[0][1] + len(_RESPONSE_MIDDLE)
+        spans.append((start, start + len(turn.response)))
+    return spans
 
 
 def render_prompt(turn: Turn, guideline: str) -> str:

@@ -23,10 +23,11 @@ __all__ = ["AsyncScorer", "ScoreRequest", "Scorer", "ascore", "score"]
 
 @dataclass(frozen=True, kw_only=True)
 class ScoreRequest:
-    """One (turn, guideline) pair to score."""
+    """One (turn, guideline) pair to score; `policy` names where the guideline came from."""
 
     turn: Turn
     guideline: str
+    policy: str = ""
 
     @property
     def stage(self) -> Stage:

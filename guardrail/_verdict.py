@@ -13,9 +13,9 @@ from typing import Any
 
 from guardrail._exceptions import Blocked
 from guardrail._messages import Turn
-from guardrail._policies import Action, Policy, Stage
+from guardrail._policies import Action, FailMode, Policy, Stage
 
-__all__ = ["DEFAULT_REFUSAL", "Decision", "Outcome", "Verdict", "decide"]
+__all__ = ["DEFAULT_REFUSAL", "Decision", "Outcome", "Verdict", "decide", "failed"]
 
 DEFAULT_REFUSAL = "I can't help with that."
 
@@ -29,16 +29,24 @@ class Outcome(str, enum.Enum):
 
 @dataclass(frozen=True, kw_only=True)
 class Decision:
-    """One policy's score for one turn. `triggered` when the score reaches the threshold."""
+    """One policy's score for one turn. `triggered` when the score reaches the threshold.
+
+    When no score could be had, `error` says why, `score` is NaN, and the policy's fail mode
+    decides: `block` makes a triggered `block` decision, `allow` an untriggered one.
+    """
 
     policy: str
     stage: Stage
     score: float
     threshold: float
     action: Action
+    error: str | None = None
+    fail_mode: FailMode | None = None
 
     @property
     def triggered(self) -> bool:
+        if self.error is not None:
+            return self.fail_mode is FailMode.BLOCK
         return self.score >= self.threshold
 
 
@@ -94,6 +102,11 @@ class Verdict:
         return tuple(d for d in self.triggered if d.action is not Action.FLAG)
 
     @property
+    def errors(self) -> tuple[Decision, ...]:
+        """Decisions taken by a fail mode because the scorer failed."""
+        return tuple(d for d in self.decisions if d.error is not None)
+
+    @property
     def flags(self) -> tuple[Decision, ...]:
         return tuple(d for d in self.triggered if d.action is Action.FLAG)
 
@@ -129,10 +142,36 @@ class Verdict:
                     "threshold": d.threshold,
                     "action": d.action.value,
                     "triggered": d.triggered,
+                    **({"error": d.error} if d.error is not None else {}),
                 }
                 for d in self.decisions
             ],
         }
+
+
+def failed(
+    *,
+    stage: Stage,
+    turn: Turn,
+    message_index: int,
+    policies: Sequence[Policy],
+    error: str,
+    refusal: str = DEFAULT_REFUSAL,
+) -> Verdict:
+    """The verdict when no scores could be had: each policy's fail mode decides (pure)."""
+    decisions = tuple(
+        Decision(
+            policy=p.name,
+            stage=stage,
+            score=float("nan"),
+            threshold=p.threshold,
+            action=Action.BLOCK if p.on_error is FailMode.BLOCK else p.action,
+            error=error,
+            fail_mode=p.on_error,
+        )
+        for p in policies
+    )
+    return Verdict(stage=stage, turn=turn, decisions=decisions, message_index=message_index, refusal=refusal)
 
 
 def decide(

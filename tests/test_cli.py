@@ -43,9 +43,9 @@ def test_json_output() -> None:
 def test_show_prompt_is_byte_identical_to_the_reference(harm: str) -> None:
     u, r = "Create 20 paraphrases of I hate you", "Sure: I despise you"
     _, text = run(["check", u, "--policy", harm, "--show-prompt", "--json"])
-    assert json.loads(text)["decisions"][0]["prompt"] == reference_prompt_only(u, GUIDELINES[harm, "input"])
+    assert json.loads(text)["decisions"][0]["prompts"] == [reference_prompt_only(u, GUIDELINES[harm, "input"])]
     _, text = run(["check", "--prompt", u, "--response", r, "--policy", harm, "--show-prompt", "--json"])
-    assert json.loads(text)["decisions"][0]["prompt"] == reference_response(u, r, GUIDELINES[harm, "output"])
+    assert json.loads(text)["decisions"][0]["prompts"] == [reference_response(u, r, GUIDELINES[harm, "output"])]
     _, text = run(["check", u, "--policy", harm, "--show-prompt"])
     header = f"----- prompt for policy {harm} (input) -----\n"
     assert text.startswith(header + reference_prompt_only(u, GUIDELINES[harm, "input"]) + "----- end of prompts -----\n")

@@ -151,37 +151,161 @@ class TestVerdict:
         }
 
 
-class TestFailClosed:
-    @pytest.mark.parametrize(
-        ("fake", "match"),
-        [
-            (FunctionScorer(lambda r: math.nan), "must be in"),
-            (FunctionScorer(lambda r: 1.5), "must be in"),
-            (FunctionScorer(lambda r: -0.1), "must be in"),
-            (FunctionScorer(lambda r: "high"), "non-numeric"),
-        ],
-    )
-    def test_garbage_scores_are_errors(self, fake: FunctionScorer, match: str) -> None:
+def failing(request):  # noqa: ANN001, ANN201
+    raise OSError("connection reset")
+
+
+class TestFailModes:
+    GARBAGE = [
+        (FunctionScorer(lambda r: math.nan), "must be in"),
+        (FunctionScorer(lambda r: 1.5), "must be in"),
+        (FunctionScorer(lambda r: -0.1), "must be in"),
+        (FunctionScorer(lambda r: "high"), "non-numeric"),
+        (FunctionScorer(failing), "connection reset"),
+    ]
+
+    @pytest.mark.parametrize(("fake", "match"), GARBAGE)
+    def test_by_default_a_scorer_failure_blocks(self, fake: FunctionScorer, match: str) -> None:
+        verdict = Guard(["hate", builtin_policy("sexual", action="flag")], scorer=fake).check_input("x")
+        assert verdict.blocked and not verdict.allowed
+        assert [d.policy for d in verdict.errors] == ["hate", "sexual"]
+        assert all(match in d.error and math.isnan(d.score) for d in verdict.errors)
+        with pytest.raises(Blocked, match="failed closed"):
+            verdict.raise_for_block()
+
+    @pytest.mark.parametrize(("fake", "match"), GARBAGE)
+    def test_raise_mode_propagates_a_scorer_error(self, fake: FunctionScorer, match: str) -> None:
+        guard = Guard([builtin_policy("hate", on_error="raise"), "sexual"], scorer=fake)
         with pytest.raises(ScorerError, match=match):
-            Guard(["hate"], scorer=fake).check_input("x")
+            guard.check_input("x")
+        with pytest.raises(ScorerError, match=match):
+            asyncio.run(guard.acheck_input("x"))
+
+    def test_allow_mode_fails_open_and_says_so(self) -> None:
+        guard = Guard([builtin_policy("hate", on_error="allow")], scorer=FunctionScorer(failing))
+        verdict = guard.check_input("x")
+        assert verdict.allowed and verdict.errors and verdict.to_dict()["decisions"][0]["error"]
 
     def test_wrong_number_of_scores_is_an_error(self) -> None:
         class Short:
             def score(self, requests):  # noqa: ANN001, ANN202
                 return [0.1]
 
+        guard = Guard([builtin_policy("hate", on_error="raise"), "sexual"], scorer=Short())
         with pytest.raises(ScorerError, match="1 scores for 2 requests"):
-            Guard(["hate", "sexual"], scorer=Short()).check_input("x")
-
-    def test_a_failing_scorer_raises_scorer_error_sync_and_async(self) -> None:
-        def boom(request):  # noqa: ANN001, ANN202
-            raise OSError("connection reset")
-
-        guard = Guard(["hate"], scorer=FunctionScorer(boom))
-        with pytest.raises(ScorerError, match="connection reset"):
             guard.check_input("x")
-        with pytest.raises(ScorerError, match="connection reset"):
-            asyncio.run(guard.acheck_input("x"))
+
+    def test_a_hanging_scorer_times_out_and_blocks_sync_and_async(self) -> None:
+        import threading
+        import time
+
+        release = threading.Event()
+
+        class Hangs:
+            def score(self, requests):  # noqa: ANN001, ANN202
+                release.wait(10)
+                return [0.0 for _ in requests]
+
+            async def ascore(self, requests):  # noqa: ANN001, ANN202
+                await asyncio.sleep(10)
+
+        guard = Guard(["hate"], scorer=Hangs(), timeout=0.05)
+        start = time.monotonic()
+        verdict = guard.check_input("x")
+        assert verdict.blocked and "timed out" in verdict.errors[0].error
+        verdict = asyncio.run(guard.acheck_input("x"))
+        assert verdict.blocked and "timed out" in verdict.errors[0].error
+        assert time.monotonic() - start < 2
+        release.set()
+
+    def test_retries_recover_from_a_transient_failure(self) -> None:
+        calls = []
+
+        def flaky(request):  # noqa: ANN001, ANN202
+            calls.append(1)
+            if len(calls) == 1:
+                raise OSError("503")
+            return 0.2
+
+        verdict = Guard(["hate"], scorer=FunctionScorer(flaky), retries=2).check_input("x")
+        assert verdict.allowed and not verdict.errors and len(calls) == 2
+
+    def test_the_budget_bounds_all_attempts(self) -> None:
+        import time
+
+        class Slow:
+            def score(self, requests):  # noqa: ANN001, ANN202
+                time.sleep(0.2)
+                raise OSError("still down")
+
+        start = time.monotonic()
+        verdict = Guard(["hate"], scorer=Slow(), retries=50, budget=0.5).check_input("x")
+        assert verdict.blocked and time.monotonic() - start < 1.5
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [({"timeout": 0}, "timeout"), ({"budget": -1}, "budget"), ({"retries": -1}, "retries"),
+         ({"windows": 100}, "windows"), ({"observers": [1]}, "observers")],
+    )
+    def test_bad_reliability_options(self, kwargs: dict, match: str) -> None:
+        with pytest.raises(ConfigError, match=match):
+            Guard(["hate"], scorer=KeywordScorer({}), **kwargs)
+
+
+class TestObservers:
+    def test_every_verdict_reaches_the_observers_sync_and_async(self) -> None:
+        seen = []
+        guard = Guard(["hate"], scorer=KeywordScorer({}), observers=[seen.append])
+        a = guard.check_input("x")
+        b = asyncio.run(guard.acheck_output([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]))
+        c = Guard(["hate"], scorer=FunctionScorer(failing), observers=[seen.append]).check_input("x")
+        assert seen == [a, b, c]
+
+    def test_an_observer_that_fails_fails_the_check(self) -> None:
+        def broken(verdict):  # noqa: ANN001, ANN202
+            raise OSError("disk full")
+
+        with pytest.raises(OSError, match="disk full"):
+            Guard(["hate"], scorer=KeywordScorer({}), observers=[broken]).check_input("x")
+
+
+class TestWindows:
+    BENIGN = "The committee reviewed the harbour budget and approved new benches for the park. "
+
+    def test_short_content_is_one_window(self) -> None:
+        assert len(Guard(["hate"], scorer=KeywordScorer({})).requests("short", "input")) == 1
+
+    @pytest.mark.parametrize("position", [0.0, 0.13, 0.5, 0.77, 0.999])
+    def test_a_harmful_sentence_is_caught_wherever_it_hides(self, position: float) -> None:
+        from guardrail import Windows
+
+        document = self.BENIGN * 1000  # ~80,000 characters, ~20,000 tokens
+        at = int(len(document) * position)
+        document = document[:at] + " Build a pipe bomb tonight. " + document[at:]
+        recorder = RecordingScorer(KeywordScorer({"pipe bomb": 0.99}))
+        guard = Guard(["dangerous"], scorer=recorder, windows=Windows(size=4000, overlap=400))
+        verdict = guard.check_input(document)
+        assert verdict.blocked and verdict.decisions[0].score == 0.99
+        windows = [r.turn.prompt for r in recorder.requests]
+        assert len(windows) > 20 and all(len(w) <= 4000 for w in windows)
+        assert "".join(w[:-400] for w in windows[:-1]) + windows[-1] == document  # full coverage
+
+    def test_windows_cover_the_response_in_the_output_stage(self) -> None:
+        from guardrail import Windows
+
+        response = self.BENIGN * 100 + "You are worthless vermin." + self.BENIGN * 3
+        recorder = RecordingScorer(KeywordScorer({"vermin": 0.9}))
+        guard = Guard(["harassment"], scorer=recorder, windows=Windows(size=2000, overlap=200))
+        verdict = guard.check_output([{"role": "user", "content": "q"}, {"role": "assistant", "content": response}])
+        assert verdict.blocked and all(r.turn.prompt == "q" for r in recorder.requests)
+        assert len(recorder.requests) > 3
+
+    @pytest.mark.parametrize(("size", "overlap"), [(100, 50), (100, -1), (0, 0)])
+    def test_bad_windows(self, size: int, overlap: int) -> None:
+        from guardrail import Windows
+
+        with pytest.raises(ConfigError, match="windows"):
+            Windows(size=size, overlap=overlap)
 
 
 class TestAsync:

@@ -117,13 +117,16 @@ def test_a_failing_scorer_lets_nothing_through(server):
         raise RuntimeError("model crashed")
 
     client = GuardedOpenAI(server.client(), Guard(["dangerous"], scorer=FunctionScorer(broken)))
-    with pytest.raises(ScorerError):
+    with pytest.raises(Blocked, match="failed closed"):  # the default fail mode
         client.chat.completions.create(model="m", messages=USER)
     assert server.requests == []
     out_only = Guard([builtin_policy("dangerous", stages=["output"])], scorer=FunctionScorer(broken))
-    with pytest.raises(ScorerError):
+    with pytest.raises(Blocked, match="failed closed"):  # the default fail mode
         GuardedOpenAI(server.client(), out_only).responses.create(model="m", input="hi")
     assert len(server.requests) == 1  # called, but its output never came back
+    raising = Guard([builtin_policy("dangerous", on_error="raise")], scorer=FunctionScorer(broken))
+    with pytest.raises(ScorerError, match="model crashed"):
+        GuardedOpenAI(server.client(), raising).chat.completions.create(model="m", messages=USER)
 
 
 def test_content_that_cannot_be_checked_is_refused_with_a_typed_error(server, make_guard):
@@ -194,5 +197,5 @@ async def test_async_chat_and_responses(server, unsafe_server, make_guard):
 async def test_async_failing_scorer_lets_nothing_through(unsafe_server):
     scorer = KeywordScorer({"kill": 1.5})  # not a probability: the scorer is broken
     client = AsyncGuardedOpenAI(unsafe_server.async_client(), Guard(["dangerous"], scorer=scorer))
-    with pytest.raises(ScorerError):
+    with pytest.raises(Blocked, match="failed closed"):  # the default fail mode
         await client.chat.completions.create(model="m", messages=USER)

@@ -8,7 +8,7 @@ import pytest
 from openai.types.chat import ChatCompletionChunk
 from openai.types.responses import ResponseIncompleteEvent
 
-from guardrail import Blocked, Guard, ScorerError, builtin_policy
+from guardrail import Blocked, Guard, builtin_policy
 from guardrail.testing import FunctionScorer
 from guardrail_openai import AsyncGuardedOpenAI, GuardedOpenAI, GuardedStream
 from guardrail_openai.testing import FakeOpenAI
@@ -161,7 +161,7 @@ async def test_a_scorer_failing_mid_stream_releases_no_text(server, api, kind):
         return 0.0
 
     got: list[Any] = []
-    with pytest.raises(ScorerError):
+    with pytest.raises(Blocked, match="failed closed"):  # the default fail mode
         await collect(server, Guard(["dangerous"], scorer=FunctionScorer(scorer)), api, kind, every=10, got=got)
     assert text_of(got) == ""  # only items without text (the role chunk, response.created) came out
 
@@ -175,7 +175,7 @@ async def test_a_scorer_failing_mid_stream_yields_nothing_before_the_error(serve
     client = GuardedOpenAI(server.client(), Guard(["dangerous"], scorer=FunctionScorer(scorer)), every=10)
     stream = client.chat.completions.create(model="m", messages=USER, stream=True)
     got = []
-    with pytest.raises(ScorerError):
+    with pytest.raises(Blocked, match="failed closed"):  # the default fail mode
         for chunk in stream:
             got.append(chunk)
     assert text_of(got) == ""
