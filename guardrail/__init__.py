@@ -8,6 +8,7 @@ True
 Importing this package loads neither torch, transformers, langchain nor openai.
 """
 
+from guardrail._audit import JsonlAudit, SqliteAudit, audit_record, content_hash
 from guardrail._config import Config, ModelConfig, load_config
 from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
 from guardrail._guard import Guard
@@ -23,7 +24,8 @@ from guardrail._policies import (
 )
 from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
 from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
-from guardrail._streaming import StreamMode, StreamModerator, StreamStep
+from guardrail._streaming import StreamMode, StreamModerator, StreamStep, check_stream_options
+from guardrail._tracing import TracedScorer, otel_observer
 from guardrail._windows import Windows
 from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
 
@@ -39,6 +41,7 @@ __all__ = [
     "FailMode",
     "Guard",
     "GuardrailError",
+    "JsonlAudit",
     "Message",
     "MessageError",
     "ModelConfig",
@@ -47,17 +50,23 @@ __all__ = [
     "ScoreRequest",
     "Scorer",
     "ScorerError",
+    "SqliteAudit",
     "Stage",
     "StreamMode",
     "StreamModerator",
     "StreamStep",
+    "TracedScorer",
     "Turn",
     "Verdict",
     "Windows",
+    "audit_record",
     "builtin_policy",
     "chat_template",
+    "check_stream_options",
+    "content_hash",
     "format_guideline",
     "load_config",
+    "otel_observer",
     "render_chat",
     "render_prompt",
     "select_turn",

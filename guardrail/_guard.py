@@ -128,15 +128,15 @@ class Guard:
         common = dict(stage=plan.stage, turn=plan.turn, message_index=plan.message_index,
                       policies=plan.policies, refusal=self.refusal)
         if isinstance(scores, ScorerError):
-            if any(p.on_error is FailMode.RAISE for p in plan.policies):
-                raise scores
             verdict = failed(error=str(scores), **common)
         else:
             n = len(plan.policies)
             per_policy = [max(scores[i::n]) for i in range(n)] if n else []
             verdict = decide(scores=per_policy, **common)
-        for observe in self.observers:
+        for observe in self.observers:  # before a `raise` fail mode, so the audit trail sees it
             observe(verdict)
+        if isinstance(scores, ScorerError) and any(p.on_error is FailMode.RAISE for p in plan.policies):
+            raise scores
         return verdict
 
     def _retrying(self, kind: type[tenacity.BaseRetrying]) -> tenacity.BaseRetrying:

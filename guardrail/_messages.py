@@ -54,9 +54,7 @@ def message_role(message: Any, index: int) -> str:
     return role
 
 
-def message_text(message: Any, index: int = 0) -> str:
-    """The text of one message: a string, or its text parts joined by newlines."""
-    content = _field(message, "content")
+def _content_text(content: Any, index: int) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, Sequence) and not isinstance(content, (bytes, bytearray)):
@@ -64,7 +62,7 @@ def message_text(message: Any, index: int = 0) -> str:
         for n, part in enumerate(content):
             kind = _field(part, "type")
             text = _field(part, "text")
-            if kind not in _TEXT_PART_TYPES or not isinstance(text, str):
+            if not isinstance(kind, str) or kind not in _TEXT_PART_TYPES or not isinstance(text, str):
                 raise MessageError(
                     f"message {index}, content part {n}: only text parts can be checked, "
                     f"got type {kind!r}"
@@ -75,6 +73,39 @@ def message_text(message: Any, index: int = 0) -> str:
         f"message {index}: 'content' must be a string or a list of text parts, "
         f"got {type(content).__name__}"
     )
+
+
+def _call_texts(message: Any, index: int) -> list[str]:
+    """A refusal and tool calls reach the caller like content does, so they are scored too."""
+    texts = []
+    refusal = _field(message, "refusal")
+    if refusal is not None:
+        if not isinstance(refusal, str):
+            raise MessageError(f"message {index}: 'refusal' must be a string, got {type(refusal).__name__}")
+        texts.append(refusal)
+    calls = _field(message, "tool_calls") or []
+    legacy = _field(message, "function_call")
+    if isinstance(calls, (str, bytes)) or not isinstance(calls, Sequence):
+        raise MessageError(f"message {index}: 'tool_calls' must be a list")
+    for n, call in enumerate([*calls, *([{"function": legacy}] if legacy else [])]):
+        custom = _field(call, "custom")
+        spec = custom if custom is not None else _field(call, "function")
+        name = _field(spec, "name")
+        args = _field(spec, "input" if custom is not None else "arguments")
+        if not isinstance(name, str) or not isinstance(args, str):
+            raise MessageError(f"message {index}, tool call {n}: needs a name and string arguments")
+        texts.append(f"{name}({args})")
+    return texts
+
+
+def message_text(message: Any, index: int = 0) -> str:
+    """The text of one message: its content (a string, or text parts joined by newlines), then
+    any refusal and tool calls (`name(arguments)`), which reach the caller like content does."""
+    content = _field(message, "content")
+    extra = _call_texts(message, index)
+    if content is None and extra:
+        return "\n".join(extra)
+    return "\n".join([_content_text(content, index), *extra])
 
 
 def _as_list(messages: Any) -> list[Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -55,9 +56,13 @@ class AsyncScorer(Protocol):
 
 def _checked(scores: object, expected: int) -> list[float]:
     try:
-        values = [float(s) for s in scores]  # type: ignore[attr-defined]
-    except (TypeError, ValueError) as exc:
+        raw = list(scores)  # type: ignore[call-overload]
+    except TypeError as exc:
         raise ScorerError(f"scorer returned non-numeric scores: {exc}") from exc
+    bad = [s for s in raw if isinstance(s, bool) or not isinstance(s, numbers.Real)]
+    if bad:  # "0.9" or True is a bug in the scorer, not a probability
+        raise ScorerError(f"scorer returned non-numeric scores: {bad[0]!r}")
+    values = [float(s) for s in raw]
     if len(values) != expected:
         raise ScorerError(f"scorer returned {len(values)} scores for {expected} requests")
     for n, value in enumerate(values):

@@ -32,7 +32,7 @@ from guardrail._exceptions import ConfigError
 from guardrail._guard import Guard
 from guardrail._verdict import Verdict
 
-__all__ = ["StreamMode", "StreamModerator", "StreamStep"]
+__all__ = ["StreamMode", "StreamModerator", "StreamStep", "check_stream_options"]
 
 
 class StreamMode(str, enum.Enum):
@@ -50,6 +50,19 @@ class StreamStep:
 
 
 _Checks = Generator[str, Verdict, StreamStep]
+
+
+def check_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> StreamMode:
+    """Validate streaming options (for the moderator and every adapter); returns the mode."""
+    try:
+        checked = StreamMode(mode)
+    except ValueError:
+        raise ConfigError(f"stream_mode must be 'hold' or 'stream_first', got {mode!r}") from None
+    if unit not in ("chars", "chunks"):
+        raise ConfigError(f"unit must be 'chars' or 'chunks', got {unit!r}")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ConfigError(f"every must be a positive integer, got {every!r}")
+    return checked
 
 
 def _boundary(text: str, start: int) -> int:
@@ -76,14 +89,7 @@ class StreamModerator:
         every: int = 200,
         unit: str = "chars",
     ) -> None:
-        try:
-            self.mode = StreamMode(mode)
-        except ValueError:
-            raise ConfigError(f"stream mode must be 'hold' or 'stream_first', got {mode!r}") from None
-        if unit not in ("chars", "chunks"):
-            raise ConfigError(f"unit must be 'chars' or 'chunks', got {unit!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ConfigError(f"every must be a positive integer, got {every!r}")
+        self.mode = check_stream_options(mode, every=every, unit=unit)
         self.guard = guard
         self.messages = list(messages)
         self.every = every

@@ -102,7 +102,7 @@ def test_feeding_after_a_stop_releases_nothing() -> None:
     assert step.stopped and step.text == ""
 
 
-@pytest.mark.parametrize(("kwargs", "match"), [({"mode": "fast"}, "stream mode"), ({"unit": "words"}, "unit"), ({"every": 0}, "positive")])
+@pytest.mark.parametrize(("kwargs", "match"), [({"mode": "fast"}, "stream_mode"), ({"unit": "words"}, "unit"), ({"every": 0}, "positive")])
 def test_bad_options(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         StreamModerator(guard(), CHAT, **kwargs)

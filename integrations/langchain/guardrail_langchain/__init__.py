@@ -10,6 +10,7 @@
 
 from guardrail_langchain._chat_model import GuardedChatModel
 from guardrail_langchain._convert import input_messages, output_text
+from guardrail_langchain._events import langchain_events
 from guardrail_langchain._options import GuardOptions
 from guardrail_langchain._runnable import GuardedRunnable, guard_runnable
 
@@ -20,6 +21,7 @@ __all__ = [
     "GuardrailMiddleware",
     "guard_runnable",
     "input_messages",
+    "langchain_events",
     "output_text",
 ]
 

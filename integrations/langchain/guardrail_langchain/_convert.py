@@ -92,13 +92,17 @@ def input_messages(value: Any, *, input_key: str | None = None) -> list[dict[str
         messages = _dict_messages(value, input_key)
     else:
         messages = _messages(value)
-    return convert_to_openai_messages(messages)
+    try:
+        return convert_to_openai_messages(messages)
+    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
+        raise MessageError(f"input can't be converted to messages to check: {exc!r}") from exc
 
 
-def text_of(content: Any) -> str:
-    """The text of message content: text and reasoning blocks; tool blocks are skipped.
+def text_of(content: Any, *, parsed_call_ids: frozenset[str] = frozenset()) -> str:
+    """The text of message content: text and reasoning blocks, and tool blocks that are not
+    among the message's parsed tool calls (those are checked with `tool_calls_text`).
 
-    A block that is neither (an image, audio, a file) raises `MessageError`: it can't be
+    A block that is none of these (an image, audio, a file) raises `MessageError`: it can't be
     checked, so it must not pass.
     """
     if isinstance(content, str):
@@ -112,7 +116,11 @@ def text_of(content: Any) -> str:
         if kind in _TEXT_BLOCKS:
             text = block.get(_TEXT_BLOCKS[kind])
             texts.append(text if isinstance(text, str) else "")
-        elif kind not in _TOOL_BLOCKS:
+        elif kind in _TOOL_BLOCKS:
+            if block.get("id") not in parsed_call_ids:
+                args = block.get("input", block.get("args", block.get("arguments", "")))
+                texts.append(f"{block.get('name') or ''}({json.dumps(args, ensure_ascii=False, default=str)})")
+        else:
             raise MessageError(f"output content block of type {kind!r} can't be checked")
     return "".join(texts)
 
@@ -123,7 +131,9 @@ def tool_calls_text(message: BaseMessage) -> str:
     A legacy `function_call` in `additional_kwargs` is included too.
     """
     calls = getattr(message, "tool_calls", None) or []
-    lines = [f"{c['name']}({json.dumps(c['args'], ensure_ascii=False)})" for c in calls]
+    lines = [f"{c['name']}({json.dumps(c['args'], ensure_ascii=False, default=str)})" for c in calls]
+    # Calls whose arguments failed to parse still reach the caller as raw text.
+    lines += [f"{c.get('name') or ''}({c.get('args') or ''})" for c in getattr(message, "invalid_tool_calls", None) or []]
     if not lines and isinstance(message, AIMessageChunk):
         lines = [f"{c.get('name') or ''}({c.get('args') or ''})" for c in message.tool_call_chunks]
     legacy = message.additional_kwargs.get("function_call")
@@ -145,7 +155,8 @@ def output_text(output: Any) -> str:
     if isinstance(output, str):
         return output
     if isinstance(output, BaseMessage):
-        return "\n".join(t for t in (text_of(output.content), tool_calls_text(output)) if t)
+        ids = frozenset(c.get("id") for c in getattr(output, "tool_calls", None) or [])
+        return "\n".join(t for t in (text_of(output.content, parsed_call_ids=ids), tool_calls_text(output)) if t)
     if isinstance(output, BaseModel):
         return output.model_dump_json()
     return json.dumps(output, ensure_ascii=False, default=_jsonable)

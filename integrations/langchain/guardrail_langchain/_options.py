@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from guardrail import ConfigError, StreamMode
+from guardrail import ConfigError, StreamMode, check_stream_options
 
 __all__ = ["GuardOptions"]
 
@@ -39,13 +39,5 @@ class GuardOptions:
         for name in ("check_input", "check_output", "optimistic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
-        try:
-            object.__setattr__(self, "stream_mode", StreamMode(self.stream_mode))
-        except ValueError:
-            raise ConfigError(
-                f"stream_mode must be 'hold' or 'stream_first', got {self.stream_mode!r}"
-            ) from None
-        if self.unit not in ("chars", "chunks"):
-            raise ConfigError(f"unit must be 'chars' or 'chunks', got {self.unit!r}")
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ConfigError(f"every must be a positive integer, got {self.every!r}")
+        mode = check_stream_options(self.stream_mode, every=self.every, unit=self.unit)
+        object.__setattr__(self, "stream_mode", mode)

@@ -81,7 +81,9 @@ def test_output_text_covers_content_tool_calls_and_structured_values() -> None:
 
 def test_output_blocks_that_cannot_be_checked_raise() -> None:
     assert text_of([{"type": "text", "text": "a"}, {"type": "reasoning", "reasoning": "b"}]) == "ab"
-    assert text_of([{"type": "tool_use", "id": "x", "input": {}}, "c"]) == "c"
+    block = {"type": "tool_use", "id": "x", "name": "f", "input": {"q": 1}}
+    assert text_of([block, "c"], parsed_call_ids=frozenset({"x"})) == "c"  # checked as a tool call
+    assert text_of([block, "c"]) == 'f({"q": 1})c'  # no parsed call carries it: scored here
     with pytest.raises(MessageError, match="image"):
         text_of([{"type": "image", "url": "http://x"}])
 

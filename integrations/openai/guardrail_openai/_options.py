@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from guardrail import ConfigError, StreamMode, Verdict
+from guardrail import ConfigError, StreamMode, Verdict, check_stream_options
 
 __all__ = ["GuardOptions", "OnBlock"]
 
@@ -43,16 +43,8 @@ class GuardOptions:
     on_verdict: Callable[[Verdict], object] | None = None
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "stream_mode", StreamMode(self.stream_mode))
-        except ValueError:
-            raise ConfigError(
-                f"stream_mode must be 'hold' or 'stream_first', got {self.stream_mode!r}"
-            ) from None
-        if self.unit not in ("chars", "chunks"):
-            raise ConfigError(f"unit must be 'chars' or 'chunks', got {self.unit!r}")
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ConfigError(f"every must be a positive integer, got {self.every!r}")
+        mode = check_stream_options(self.stream_mode, every=self.every, unit=self.unit)
+        object.__setattr__(self, "stream_mode", mode)
         if not isinstance(self.optimistic, bool):
             raise ConfigError(f"optimistic must be a bool, got {self.optimistic!r}")
         if self.on_block not in ("raise", "refuse"):
