@@ -81,6 +81,10 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy heavy imports
         from guardrail._transformers import TransformersScorer
 
         return TransformersScorer
+    if name == "RemoteScorer":
+        from guardrail._remote import RemoteScorer
+
+        return RemoteScorer
     if name == "EmbeddedScorer":
         from guardrail._embedded import EmbeddedScorer
 

@@ -8,6 +8,10 @@ device_map = "auto"          # optional, passed to accelerate
 attn_implementation = "eager"  # optional; Gemma 2 defaults to eager (keeps softcapping)
 adapter = "path/to/lora"     # optional PEFT adapter
 batch_size = 8
+# url = "http://localhost:8000"   # score through a served model (vLLM, OpenAI-compatible
+# tokenizer = "google/shieldgemma-2b"  # completions); prompts are tokenized here, with this
+# timeout = 10.0                  # tokenizer (default: the model name), and sent as token ids
+# retries = 2
 
 [guard]
 refusal = "I can't help with that."
@@ -32,8 +36,8 @@ action = "flag"
 input_guideline = '"No PII": The prompt shall not contain ...'
 ```
 
-Precedence is flags > environment (`GUARDRAIL_MODEL`, `GUARDRAIL_DTYPE`, `GUARDRAIL_DEVICE_MAP`)
-> file > defaults. Every problem is a `ConfigError` naming the file and the key.
+Precedence is flags > environment (`GUARDRAIL_MODEL`, `GUARDRAIL_DTYPE`, `GUARDRAIL_DEVICE_MAP`,
+`GUARDRAIL_MODEL_URL`; `GUARDRAIL_API_KEY` for a served model) > file > defaults. Every problem is a `ConfigError` naming the file and the key.
 """
 
 from __future__ import annotations
@@ -62,7 +66,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "ModelConfig", "load_config"]
 
-_ENV = {"GUARDRAIL_MODEL": "name", "GUARDRAIL_DTYPE": "dtype", "GUARDRAIL_DEVICE_MAP": "device_map"}
+_ENV = {
+    "GUARDRAIL_MODEL": "name",
+    "GUARDRAIL_DTYPE": "dtype",
+    "GUARDRAIL_DEVICE_MAP": "device_map",
+    "GUARDRAIL_MODEL_URL": "url",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,9 +84,15 @@ class ModelConfig:
     attn_implementation: str | None = None
     adapter: str | None = None
     batch_size: int = 8
+    url: str | None = None
+    tokenizer: str | None = None
+    timeout: float = 10.0
+    retries: int = 2
 
     def build_scorer(self) -> Scorer:
         """The scorer this describes. Loading happens here or, for the embedded model, lazily."""
+        if self.url is not None:
+            return self._remote()
         if self.name == "embedded":
             if self.attn_implementation:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
@@ -92,6 +107,31 @@ class ModelConfig:
             device_map=self.device_map,
             attn_implementation=self.attn_implementation,
             adapter=self.adapter,
+            batch_size=self.batch_size,
+        )
+
+
+    def _remote(self) -> Scorer:
+        from guardrail._remote import RemoteScorer
+
+        local_only = [k for k in ("device_map", "adapter", "attn_implementation") if getattr(self, k)]
+        if local_only:
+            raise ConfigError(f"model.{local_only[0]} applies to a local model, not to model.url")
+        if self.tokenizer:
+            tokenizer = self.tokenizer
+        elif self.name == "embedded":
+            from guardrail._embedded import embedded_model_path
+
+            tokenizer = str(embedded_model_path())
+        else:
+            tokenizer = self.name
+        return RemoteScorer(
+            self.url,
+            tokenizer=tokenizer,
+            model=None if self.name == "embedded" else self.name,
+            api_key=os.environ.get("GUARDRAIL_API_KEY"),
+            timeout=self.timeout,
+            retries=self.retries,
             batch_size=self.batch_size,
         )
 
@@ -149,9 +189,12 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     fields = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
     _check_keys(data, set(fields), where)
     for key, value in data.items():
-        wanted = int if key == "batch_size" else str
+        wanted = {"batch_size": int, "retries": int, "timeout": (int, float)}.get(key, str)
         if not isinstance(value, wanted) or isinstance(value, bool):
-            raise ConfigError(f"{where}.{key}: must be a {wanted.__name__}, got {value!r}")
+            name = "number" if key == "timeout" else wanted.__name__
+            raise ConfigError(f"{where}.{key}: must be a {name}, got {value!r}")
+    if data.get("timeout", 1) <= 0 or data.get("retries", 0) < 0:
+        raise ConfigError(f"{where}: timeout must be positive and retries non-negative")
     if data.get("batch_size", 1) < 1:
         raise ConfigError(f"{where}.batch_size: must be at least 1")
     return ModelConfig(**data)

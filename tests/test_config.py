@@ -101,3 +101,16 @@ def test_relative_adapter_paths_resolve_against_the_file(tmp_path: Path) -> None
     assert config.model.adapter == str(tmp_path / "adapters" / "hate")
     absolute = load_config(write(tmp_path, "[model]\nadapter = '/srv/a'\n"), environ={})
     assert absolute.model.adapter == "/srv/a"
+
+
+def test_a_served_model_by_url(tmp_path: Path) -> None:
+    from guardrail import RemoteScorer
+
+    config = load_config(write(tmp_path, "[model]\nname = 'tiny'\ntokenizer = '/models/tok'\ntimeout = 2.5\n"),
+                         environ={"GUARDRAIL_MODEL_URL": "http://127.0.0.1:9/v1"})
+    scorer = config.model.build_scorer()  # builds nothing over the network and loads no tokenizer yet
+    assert isinstance(scorer, RemoteScorer) and config.model.timeout == 2.5
+    with pytest.raises(ConfigError, match="model.adapter applies to a local model"):
+        load_config(write(tmp_path, "[model]\nurl = 'http://x'\nadapter = 'a'\n"), environ={}).model.build_scorer()
+    with pytest.raises(ConfigError, match="model.timeout: must be a number"):
+        load_config(write(tmp_path, "[model]\ntimeout = 'slow'\n"), environ={})

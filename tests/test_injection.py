@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def control_ids(gemma3_tokenizer) -> frozenset[int]:  # noqa: ANN001
-    from guardrail._transformers import control_token_ids
+    from guardrail._tokens import control_token_ids
 
     ids = control_token_ids(gemma3_tokenizer)
     assert {0, 1, 2, 105, 106, 255999} <= ids and not {107, 108} & ids  # <start_of_image> yes, newlines no
@@ -31,7 +31,7 @@ def test_the_corpus_is_large_and_contains_real_control_tokens(gemma3_tokenizer, 
 
 @pytest.mark.parametrize("where", ["prompt", "response", "both"])
 def test_no_payload_adds_or_removes_a_control_token(gemma3_tokenizer, control_ids, where: str) -> None:  # noqa: ANN001
-    from guardrail._transformers import encode_request
+    from guardrail._tokens import encode_request
 
     guideline = BUILTIN_POLICIES["hate"].guideline("output" if where != "prompt" else "input")
 
@@ -53,7 +53,7 @@ def test_no_payload_adds_or_removes_a_control_token(gemma3_tokenizer, control_id
 
 def test_benign_content_encodes_exactly_like_the_chat_template(gemma3_tokenizer, control_ids) -> None:  # noqa: ANN001
     from guardrail import chat_template
-    from guardrail._transformers import encode_request
+    from guardrail._tokens import encode_request
 
     guideline = BUILTIN_POLICIES["sexual"].guideline("output")
     chat = [{"role": "user", "content": "What is sex education?"}, {"role": "assistant", "content": "It teaches anatomy."}]

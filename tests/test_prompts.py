@@ -88,7 +88,7 @@ class TestAgainstTheJinjaTemplate:
     @pytest.mark.parametrize("chat", CHATS)
     @pytest.mark.parametrize("harm", ["dangerous", "harassment", "hate", "sexual"])
     def test_text_and_tokens_match(self, gemma3_tokenizer, chat: list, harm: str) -> None:  # noqa: ANN001
-        from guardrail._transformers import encode_prompt
+        from guardrail._tokens import encode_prompt
 
         stage = "input" if chat[-1]["role"] == "user" else "output"
         g = GUIDELINES[harm, stage]

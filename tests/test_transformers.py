@@ -111,7 +111,7 @@ class _OneWordTokenizer:
 
 
 def test_answer_words_must_be_single_tokens() -> None:
-    from guardrail._transformers import answer_token_ids
+    from guardrail._tokens import answer_token_ids
 
     with pytest.raises(ConfigError, match="single token 'Yes'"):
         answer_token_ids(_OneWordTokenizer())

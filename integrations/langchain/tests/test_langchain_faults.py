@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from test_faults import (
+from faults import (
     SCORER_FAULTS,
     Case,
     FaultyScorer,
@@ -21,7 +21,7 @@ from test_faults import (
     released,
     remote_plan,
 )
-from test_remote import SERVER_FAULTS, CompletionsServer, table_answer
+from completions_server import SERVER_FAULTS, CompletionsServer, table_answer
 
 from guardrail import Guard
 from guardrail._remote import RemoteScorer

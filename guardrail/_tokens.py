@@ -1,0 +1,76 @@
+"""Prompt text to token ids, without torch: shared by the local and the remote scorers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from guardrail._exceptions import ConfigError
+from guardrail._prompts import content_spans
+from guardrail._scoring import ScoreRequest
+
+__all__ = ["answer_token_ids", "control_token_ids", "encode_prompt", "encode_request"]
+
+
+def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
+    """The ids of the answer tokens, each of which must be a single vocabulary token."""
+    ids = []
+    for word in (yes, no):
+        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
+        token_id = tokenizer.convert_tokens_to_ids(word)
+        if len(encoded) != 1 or encoded[0] != token_id or token_id == tokenizer.unk_token_id:
+            raise ConfigError(
+                f"the tokenizer has no single token {word!r} (it encodes as {encoded}); "
+                "P(Yes) needs the answer words to be single tokens"
+            )
+        ids.append(token_id)
+    return ids[0], ids[1]
+
+
+def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
+    """Token ids for a rendered prompt: exactly one BOS, then the text (no second BOS)."""
+    return [tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+
+
+def control_token_ids(tokenizer: Any) -> frozenset[int]:
+    """Ids that content must never produce: special tokens and tag-shaped added tokens.
+
+    Tag-shaped (`<...>`) catches tokens some tokenizers don't flag as special, such as Gemma 3's
+    `<start_of_image>` when rebuilt from GGUF; whitespace added tokens (`\\n\\n`) are not controls.
+    """
+    added = getattr(tokenizer, "added_tokens_decoder", {})
+    tags = {
+        i for i, t in added.items()
+        if getattr(t, "special", False) or (str(t).startswith("<") and str(t).endswith(">"))
+    }
+    return frozenset(tags) | frozenset(tokenizer.all_special_ids)
+
+
+def encode_request(tokenizer: Any, request: ScoreRequest, control_ids: frozenset[int]) -> list[int]:
+    """Like `encode_prompt`, but control tokens typed inside the content become plain text.
+
+    The scaffolding's own `<start_of_turn>`/`<end_of_turn>` stay control tokens. Content without
+    control tokens (nearly all of it) encodes exactly as `apply_chat_template` would.
+    """
+    text = request.prompt
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    spans = content_spans(request.turn)
+    ids = [tokenizer.bos_token_id]
+    for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
+        if token in control_ids and any(a <= start and end <= b for a, b in spans):
+            ids += _as_plain_text(tokenizer, text[start:end], control_ids)
+        else:
+            ids.append(token)
+    return ids
+
+
+def _as_plain_text(tokenizer: Any, text: str, control_ids: frozenset[int]) -> list[int]:
+    """Tokens for `text` with no control token among them.
+
+    `split_special_tokens` covers tokens flagged special; added tokens that are not (Gemma 3's
+    `<start_of_image>` from GGUF) still match whole, so split the first character off and retry.
+    """
+    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    if len(text) <= 1 or control_ids.isdisjoint(ids):
+        return ids
+    head = tokenizer(text[0], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    return head + _as_plain_text(tokenizer, text[1:], control_ids)
