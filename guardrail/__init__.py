@@ -9,6 +9,7 @@ Importing this package loads neither torch, transformers, langchain nor openai.
 """
 
 from guardrail._audit import JsonlAudit, SqliteAudit, audit_record, content_hash
+from guardrail._batching import BatchingScorer
 from guardrail._config import Config, ModelConfig, load_config
 from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
 from guardrail._guard import Guard
@@ -33,6 +34,7 @@ __all__ = [
     "Action",
     "AsyncScorer",
     "BUILTIN_POLICIES",
+    "BatchingScorer",
     "Blocked",
     "Config",
     "ConfigError",

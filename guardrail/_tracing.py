@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardrail._audit import audit_record, content_hash
+from guardrail._audit import content_hash
 from guardrail._exceptions import ConfigError
 from guardrail._scoring import ScoreRequest, Scorer
 from guardrail._verdict import Verdict

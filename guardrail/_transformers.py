@@ -21,7 +21,7 @@ import torch
 
 from guardrail._exceptions import ConfigError, ScorerError
 from guardrail._scoring import ScoreRequest
-from guardrail._tokens import answer_token_ids, control_token_ids, encode_prompt, encode_request
+from guardrail._tokens import answer_token_ids, control_token_ids, encode_request
 
 __all__ = ["TransformersScorer"]
 
