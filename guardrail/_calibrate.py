@@ -175,8 +175,7 @@ def write_thresholds(
     lines = text.splitlines()
     if not configured:
         for name in all_policies:
-            if name not in calibrations:
-                lines += ([""] if lines and lines[-1].strip() else []) + [f"[policies.{name}]"]
+            lines += ([""] if lines and lines[-1].strip() else []) + [f"[policies.{name}]"]
     for name, c in calibrations.items():
         lines = _edit(lines, name, round(c.threshold, 6), _note(c, data))
     new_text = "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail._data import LabeledExample
+from guardrail._exceptions import ScorerError
 
 if TYPE_CHECKING:
     from guardrail._guard import Guard
@@ -149,6 +150,9 @@ def evaluate(guard: Guard, examples: Sequence[LabeledExample], *, progress: bool
         started = time.perf_counter()
         verdict = guard.check(example.messages(), example.stage)
         latencies.append((time.perf_counter() - started) * 1000)
+        failed = [d for d in verdict.decisions if d.error is not None]
+        if failed:  # a fail-closed block is not a measurement
+            raise ScorerError(f"example {example.id!r}: no score for {failed[0].policy!r}: {failed[0].error}")
         stage = example.stage.value
         for d in verdict.decisions:
             if d.policy in known:

@@ -21,7 +21,7 @@ import math
 import random
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,7 +100,8 @@ class TuneResult:
 
 
 def _requests(pairs: Sequence[LabeledPair], policies: dict[str, Policy]) -> list[ScoreRequest]:
-    return [ScoreRequest(turn=p.example.turn, guideline=policies[p.policy].guideline(p.stage)) for p in pairs]
+    return [ScoreRequest(turn=p.example.turn, guideline=policies[p.policy].guideline(p.stage), policy=p.policy)
+            for p in pairs]
 
 
 def _seed(seed: int) -> None:
@@ -221,20 +222,27 @@ def tune(
     started = time.monotonic()
     _seed(options.seed)
     peft_model, scorer, base_path = _load(model, options)
-    from guardrail._transformers import encode_prompt
+    from guardrail._tokens import control_token_ids, encode_request
 
-    encoded = [encode_prompt(scorer.tokenizer, r.prompt) for r in _requests(train_pairs, resolved)]
+    controls = control_token_ids(scorer.tokenizer)
+    # Exactly the ids the scorer reads (one BOS; control tokens typed in content as plain text).
+    encoded = [encode_request(scorer.tokenizer, r, controls) for r in _requests(train_pairs, resolved)]
     items = [(ids, p.label) for ids, p in zip(encoded, train_pairs) if len(ids) <= options.max_length]
     skipped = len(train_pairs) - len(items)
     val_requests = _requests(val_pairs, resolved)
-    history, best, best_state = _train(peft_model, scorer, items, val_pairs, val_requests, options, progress)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # The best adapter so far is saved after each improving epoch, so an interrupted run leaves
+    # a usable adapter behind; the model card comes at the end.
+    history, best, best_state = _train(
+        peft_model, scorer, items, val_pairs, val_requests, options, progress,
+        save=lambda: peft_model.save_pretrained(str(out)),
+    )
     if best_state is not None:
         from peft import set_peft_model_state_dict
 
         set_peft_model_state_dict(peft_model, best_state)
     best_epoch = best["epoch"] if best else len(history)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     peft_model.save_pretrained(str(out))
     result = TuneResult(
         out_dir=out, best_epoch=best_epoch, history=tuple(history),
@@ -285,9 +293,25 @@ def _load(model: str, options: TuneOptions) -> tuple[Any, Any, str]:
     return peft_model, scorer, path
 
 
+def _length_grouped(items: list[tuple[list[int], int]], size: int, rng: random.Random) -> list[list[tuple[list[int], int]]]:
+    """Shuffled batches of similar lengths: shuffle, sort within windows of 16 batches, shuffle batches.
+
+    On CPU the padding of one long prompt in a batch costs more than anything else.
+    """
+    shuffled = items[:]
+    rng.shuffle(shuffled)
+    window = size * 16
+    batches = []
+    for start in range(0, len(shuffled), window):
+        chunk = sorted(shuffled[start : start + window], key=lambda item: len(item[0]))
+        batches += [chunk[i : i + size] for i in range(0, len(chunk), size)]
+    rng.shuffle(batches)
+    return batches
+
+
 def _train(
     model: Any, scorer: Any, items: list[tuple[list[int], int]], val_pairs: list[LabeledPair],
-    val_requests: list[ScoreRequest], options: TuneOptions, progress: bool,
+    val_requests: list[ScoreRequest], options: TuneOptions, progress: bool, save: Callable[[], None],
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, dict[str, Any] | None]:
     import torch
     from peft import get_peft_model_state_dict
@@ -308,13 +332,11 @@ def _train(
     stale = 0
     for epoch in range(1, options.epochs + 1):
         model.train()
-        shuffled = items[:]
-        order.shuffle(shuffled)
+        batches = _length_grouped(items, options.batch_size, order)
         losses = []
-        bar = tqdm(range(0, len(shuffled), options.batch_size), desc=f"epoch {epoch}/{options.epochs}",
-                   disable=not progress, leave=False)
-        for start in bar:
-            loss = _loss(model, scorer, shuffled[start : start + options.batch_size], options)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{options.epochs}", disable=not progress, leave=False)
+        for batch in bar:
+            loss = _loss(model, scorer, batch, options)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -324,10 +346,12 @@ def _train(
         bar.close()
         record: dict[str, Any] = {"epoch": epoch, "train_loss": sum(losses) / len(losses)}
         if val_pairs:
+            model.eval()
             record.update(_validate(scorer, val_pairs, val_requests))
             if _better(record, best, options.select_by):
                 best, stale = record, 0
                 best_state = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+                save()
             else:
                 stale += 1
         history.append(record)
