@@ -6,7 +6,8 @@ name = "embedded"            # or "google/shieldgemma-2b", or a local directory
 dtype = "bfloat16"           # auto | float32 | bfloat16 | float16
 device_map = "auto"          # optional, passed to accelerate
 attn_implementation = "eager"  # optional; Gemma 2 defaults to eager (keeps softcapping)
-adapter = "path/to/lora"     # optional PEFT adapter
+adapter = "path/to/lora"     # optional PEFT adapter; for "embedded" the shipped one by default,
+                             # "none" for the bare base model
 batch_size = 8
 # url = "http://localhost:8000"   # score through a served model (vLLM, OpenAI-compatible
 # tokenizer = "google/shieldgemma-2b"  # completions); prompts are tokenized here, with this
@@ -98,7 +99,8 @@ class ModelConfig:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
             from guardrail._embedded import EmbeddedScorer
 
-            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=self.adapter)
+            adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
+            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter)
         from guardrail._transformers import TransformersScorer
 
         return TransformersScorer.from_pretrained(
@@ -146,6 +148,7 @@ class Config:
     guard: Mapping[str, Any] = field(default_factory=dict)  # Guard options: timeout, budget, retries
     windows: Windows | None = field(default_factory=Windows)
     source: Path | None = None
+    default_thresholds: Mapping[str, float] = field(default_factory=dict)  # for built-ins, per model
 
     def build_guard(self, *, scorer: Scorer | None = None) -> Guard:
         from guardrail._guard import Guard
@@ -161,16 +164,17 @@ class Config:
     def select(self, names: list[str]) -> Config:
         """Only the named policies: configured ones first, else the built-ins of that name."""
         configured = {p.name: p for p in self.policies}
-        chosen = tuple(configured.get(n) or _builtin(n, f"policy {n!r}") for n in names)
+        chosen = tuple(configured.get(n) or _builtin(n, f"policy {n!r}", self.default_thresholds) for n in names)
         return dataclasses.replace(self, policies=resolve_policies(chosen))
 
 
-def _builtin(name: str, where: str) -> Policy:
+def _builtin(name: str, where: str, thresholds: Mapping[str, float] = {}) -> Policy:  # noqa: B006 - read-only
     try:
-        return BUILTIN_POLICIES[name]
+        policy = BUILTIN_POLICIES[name]
     except KeyError:
         known = ", ".join(BUILTIN_POLICIES)
         raise ConfigError(f"{where}: unknown built-in policy {name!r}; known: {known}") from None
+    return dataclasses.replace(policy, threshold=thresholds[name]) if name in thresholds else policy
 
 
 def _table(data: Any, where: str) -> dict[str, Any]:
@@ -203,7 +207,7 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
 _POLICY_KEYS = {"threshold", "action", "stages", "on_error", "title", "description", "input_guideline", "output_guideline"}
 
 
-def _policy(name: str, data: Mapping[str, Any], where: str) -> Policy:
+def _policy(name: str, data: Mapping[str, Any], where: str, thresholds: Mapping[str, float]) -> Policy:
     _check_keys(data, _POLICY_KEYS, where)
     changes = {k: data[k] for k in ("threshold", "action", "stages", "on_error") if k in data}
     if "stages" in changes and (
@@ -221,7 +225,7 @@ def _policy(name: str, data: Mapping[str, Any], where: str) -> Policy:
     try:
         if texts:
             return Policy(name=name, **texts, **changes)
-        return dataclasses.replace(_builtin(name, where), **changes)
+        return dataclasses.replace(_builtin(name, where, thresholds), **changes)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
@@ -245,7 +249,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     for variable, key in _ENV.items():
         if environ.get(variable):
             model_data[key] = environ[variable]
-    if source is not None and isinstance(model_data.get("adapter"), str):
+    if source is not None and isinstance(model_data.get("adapter"), str) and model_data["adapter"] != "none":
         adapter = Path(model_data["adapter"]).expanduser()
         if not adapter.is_absolute():  # relative to the configuration file, not the cwd
             model_data["adapter"] = str(source.parent / adapter)
@@ -264,16 +268,24 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap))
     except ConfigError as exc:
         raise ConfigError(f"{where}: guard: {exc}") from None
+    thresholds: Mapping[str, float] = {}
+    if model.name == "embedded" and model.url is None and model.adapter is None:
+        from guardrail._embedded import calibrated_thresholds
+
+        thresholds = calibrated_thresholds()  # fitted for the shipped adapter
     policies_data = _table(data.get("policies", {}), f"{where}: policies")
     policies = tuple(
-        _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}")
+        _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)
         for name, body in policies_data.items()
     )
+    if not policies:
+        policies = tuple(_builtin(n, where, thresholds) for n in ("dangerous", "harassment", "hate", "sexual"))
     return Config(
         model=model,
-        policies=resolve_policies(policies or None),
+        policies=resolve_policies(policies),
         refusal=refusal,
         guard=guard,
         windows=windows,
         source=source,
+        default_thresholds=thresholds,
     )

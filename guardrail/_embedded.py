@@ -5,28 +5,76 @@ cache directory (`$GUARDRAIL_CACHE_DIR`, else `$XDG_CACHE_HOME/guardrail`, else
 `~/.cache/guardrail`); later loads read the cache in seconds. Nothing is downloaded.
 
 The base model is not a classifier: zero-shot its scores sit near chance (ETHOS ROC-AUC ~0.51).
-Point the configuration at ShieldGemma (`google/shieldgemma-2b` or a local copy) for real use.
+So the embedded default is base + the LoRA adapter shipped in `guardrail/adapters/embedded-v1`
+(tuned with `guardrail tune` for dangerous, harassment, hate and sexual, both stages) + the
+per-policy thresholds calibrated for it (`thresholds.json` there). Point the configuration at
+ShieldGemma (`google/shieldgemma-2b` or a local copy) for production use.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from functools import cache
+from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail._exceptions import ConfigError
+from guardrail._policies import Policy, builtin_policy
 
 if TYPE_CHECKING:
     from guardrail._scoring import ScoreRequest
     from guardrail._transformers import TransformersScorer
 
-__all__ = ["EMBEDDED_MODEL", "EmbeddedScorer", "cache_dir", "embedded_model_path"]
+__all__ = [
+    "EMBEDDED_MODEL",
+    "EmbeddedScorer",
+    "cache_dir",
+    "calibrated_thresholds",
+    "default_adapter",
+    "embedded_model_path",
+    "embedded_policies",
+]
 
 EMBEDDED_MODEL = "embedded"
 _CACHE_NAME = "gemma-3-270m"
 _DONE = ".complete"
+
+
+_ADAPTER = "embedded-v1"
+
+
+def default_adapter() -> Path | None:
+    """The LoRA adapter shipped for the embedded model, or None if this build has none."""
+    path = Path(str(files("guardrail").joinpath("adapters", _ADAPTER)))
+    return path if (path / "adapter_config.json").exists() else None
+
+
+@cache
+def calibrated_thresholds() -> dict[str, float]:
+    """Per-policy thresholds fitted for the shipped adapter (empty without one)."""
+    adapter = default_adapter()
+    if adapter is None or not (adapter / "thresholds.json").exists():
+        return {}
+    data = json.loads((adapter / "thresholds.json").read_text(encoding="utf-8"))
+    return {name: float(entry["threshold"]) for name, entry in data["policies"].items()}
+
+
+def embedded_policies(policies: Iterable[Policy | str] | None) -> list[Policy | str] | None:
+    """Built-in policies named by string get the shipped adapter's calibrated thresholds.
+
+    Policy objects are the caller's own choice and are kept as they are.
+    """
+    thresholds = calibrated_thresholds()
+    if policies is None:
+        policies = ("dangerous", "harassment", "hate", "sexual")
+    return [
+        builtin_policy(p, threshold=thresholds[p]) if isinstance(p, str) and p in thresholds else p
+        for p in policies
+    ]
 
 
 def cache_dir() -> Path:
@@ -94,14 +142,18 @@ class EmbeddedScorer:
     """The embedded default, loaded on first use (constructing it does no I/O).
 
     `dtype` defaults to bfloat16, about 3x faster than float32 on CPUs with bf16 support.
-    `adapter` is an optional PEFT adapter directory applied on top of the base model.
+    `adapter` is a PEFT adapter directory applied on top of the base model: by default the one
+    shipped with guardrail; `adapter=None` scores with the bare base model.
     """
 
     def __init__(
-        self, *, dtype: str = "bfloat16", device_map: str | None = None, adapter: str | None = None
+        self, *, dtype: str = "bfloat16", device_map: str | None = None, adapter: str | None = "default"
     ) -> None:
         self.dtype = dtype
         self.device_map = device_map
+        if adapter == "default":
+            shipped = default_adapter()
+            adapter = None if shipped is None else str(shipped)
         self.adapter = adapter
         self._scorer: TransformersScorer | None = None
         self._lock = threading.Lock()

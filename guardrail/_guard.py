@@ -56,7 +56,8 @@ class Guard:
     >>> guard.check_input([{"role": "user", "content": "How do I bake bread?"}]).allowed
     True
 
-    With no `scorer`, the embedded default model loads on the first check (not before).
+    With no `scorer`, the embedded default model loads on the first check (not before), and
+    built-in policies named by string take the thresholds calibrated for it.
 
     Reliability options: `timeout` bounds each scorer call and `budget` the whole check, retries
     included (`retries` extra attempts on a `ScorerError`); when no score can be had, each
@@ -77,11 +78,12 @@ class Guard:
         windows: Windows | None = Windows(),
         observers: Sequence[Observer] = (),
     ) -> None:
-        self.policies = resolve_policies(policies)
-        if scorer is None:
-            from guardrail._embedded import EmbeddedScorer
+        if scorer is None:  # the embedded default: base model, shipped adapter, its thresholds
+            from guardrail._embedded import EmbeddedScorer, embedded_policies
 
             scorer = EmbeddedScorer()
+            policies = embedded_policies(policies)
+        self.policies = resolve_policies(policies)
         if not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer must have a score(requests) method, got {scorer!r}")
         if not isinstance(refusal, str) or not refusal:

@@ -62,6 +62,10 @@ class TransformersScorer:
 
     >>> scorer = TransformersScorer.from_pretrained("google/shieldgemma-2b",   # doctest: +SKIP
     ...                                            device_map="auto", dtype="bfloat16")
+
+    The `Yes`/`No` rows of the output head are read once, at construction: an adapter that
+    changes the head or the tied embeddings must be applied before the scorer is built (PEFT
+    adapters on attention or MLP layers, as `guardrail tune` makes, are read live).
     """
 
     def __init__(
@@ -134,9 +138,14 @@ class TransformersScorer:
             **model_kwargs,
         )
         if adapter is not None:
+            import warnings
+
             from peft import PeftModel
 
-            model = PeftModel.from_pretrained(model, adapter)
+            with warnings.catch_warnings():
+                # peft 0.21 calls a transformers 5 deprecated alias; nothing for us to change.
+                warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
+                model = PeftModel.from_pretrained(model, adapter)
         return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
