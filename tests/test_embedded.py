@@ -1,0 +1,55 @@
+"""The embedded default is base + the shipped adapter + the thresholds calibrated for it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from guardrail import Guard, builtin_policy, load_config
+from guardrail._embedded import EmbeddedScorer, calibrated_thresholds, default_adapter
+
+SHIPPED = Path(__file__).resolve().parents[1] / "guardrail" / "adapters" / "embedded-v1"
+
+
+def test_the_package_ships_a_small_adapter_with_thresholds() -> None:
+    assert default_adapter() == SHIPPED
+    sizes = sum(p.stat().st_size for p in SHIPPED.iterdir())
+    assert sizes < 5 * 2**20, "the shipped adapter must stay a few MB"
+    data = json.loads((SHIPPED / "thresholds.json").read_text())
+    assert set(data["policies"]) == {"dangerous", "harassment", "hate", "sexual"}
+    assert calibrated_thresholds() == {k: v["threshold"] for k, v in data["policies"].items()}
+    assert all(0 < t < 1 for t in calibrated_thresholds().values())
+
+
+def test_guard_without_a_scorer_uses_the_shipped_adapter_and_its_thresholds() -> None:
+    guard = Guard()
+    assert isinstance(guard.scorer, EmbeddedScorer) and guard.scorer.adapter == str(SHIPPED)
+    assert {p.name: p.threshold for p in guard.policies} == calibrated_thresholds()
+
+
+def test_explicit_choices_win_over_the_calibration() -> None:
+    guard = Guard([builtin_policy("hate", threshold=0.9), "sexual"])
+    assert [p.threshold for p in guard.policies] == [0.9, calibrated_thresholds()["sexual"]]
+    assert EmbeddedScorer(adapter=None).adapter is None
+
+
+@pytest.mark.parametrize(
+    ("toml", "expected"),
+    [
+        ("", "calibrated"),
+        ("[policies.hate]\naction = 'flag'\n", "calibrated"),
+        ("[policies.hate]\nthreshold = 0.7\n", 0.7),
+        ("[model]\nadapter = 'none'\n[policies.hate]\n", 0.5),
+    ],
+)
+def test_config_uses_the_calibration_only_for_the_shipped_adapter(tmp_path: Path, toml: str, expected: object) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(toml)
+    config = load_config(path, environ={})
+    hate = next(p for p in config.policies if p.name == "hate")
+    assert hate.threshold == (calibrated_thresholds()["hate"] if expected == "calibrated" else expected)
+    scorer = config.model.build_scorer()
+    assert scorer.adapter == (None if "none" in toml else str(SHIPPED))
+    assert config.select(["sexual"]).policies[0].threshold == (0.5 if "none" in toml else calibrated_thresholds()["sexual"])
