@@ -172,18 +172,7 @@ class GuardedChatModel(BaseChatModel):
             yield ChatGenerationChunk(message=chunk)
 
     def _guarded(self, runnable: Runnable) -> GuardedRunnable:
-        o = self.options
-        return GuardedRunnable(
-            runnable,
-            self.guard,
-            input_key=o.input_key,
-            check_input=o.check_input,
-            check_output=o.check_output,
-            stream_mode=o.stream_mode,
-            every=o.every,
-            unit=o.unit,
-            optimistic=o.optimistic,
-        )
+        return GuardedRunnable(runnable, self.guard, **self.options.as_kwargs())
 
     def bind_tools(
         self,

@@ -43,18 +43,7 @@ class GuardrailMiddleware(AgentMiddleware):
         model = request.model
         if isinstance(model, GuardedChatModel) and model.guard is self.guard:
             return request
-        o = self.options
-        guarded = GuardedChatModel(
-            chat_model=model,
-            guard=self.guard,
-            input_key=o.input_key,
-            check_input=o.check_input,
-            check_output=o.check_output,
-            stream_mode=o.stream_mode.value,
-            every=o.every,
-            unit=o.unit,
-            optimistic=o.optimistic,
-        )
+        guarded = GuardedChatModel(chat_model=model, guard=self.guard, **self.options.as_kwargs())
         return request.override(model=guarded)
 
     def wrap_model_call(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from guardrail import ConfigError, StreamMode, check_stream_options
 
@@ -41,3 +43,7 @@ class GuardOptions:
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
         mode = check_stream_options(self.stream_mode, every=self.every, unit=self.unit)
         object.__setattr__(self, "stream_mode", mode)
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The options as constructor keywords, to hand them on to another guarded wrapper."""
+        return {**dataclasses.asdict(self), "stream_mode": self.stream_mode.value}
