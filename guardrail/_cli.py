@@ -166,8 +166,8 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
         if args.policy:
             config = config.select(args.policy)
         guard = config.build_guard(scorer=scorer)
-        requests = guard.requests(messages, stage)
         verdict = guard.check(messages, stage)
+        requests = guard.requests(messages, stage) if args.show_prompt else []
     except GuardrailError as exc:
         print(f"guardrail: error: {exc}", file=sys.stderr)
         return 2

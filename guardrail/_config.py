@@ -52,7 +52,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail._exceptions import ConfigError
-from guardrail._policies import BUILTIN_POLICIES, Policy, Stage, format_guideline, resolve_policies
+from guardrail._guard import check_retries, check_seconds
+from guardrail._policies import BUILTIN_POLICIES, DEFAULT_POLICIES, Policy, Stage, format_guideline, resolve_policies
 from guardrail._verdict import DEFAULT_REFUSAL
 from guardrail._windows import Windows
 
@@ -259,11 +260,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     refusal = guard.pop("refusal", DEFAULT_REFUSAL)
     if not isinstance(refusal, str) or not refusal:
         raise ConfigError(f"{where}: guard.refusal: must be a non-empty string")
+    # The Guard's own checks, run here so the error names the file and the key.
     for key in ("timeout", "budget"):
-        if key in guard and (isinstance(guard[key], bool) or not isinstance(guard[key], (int, float)) or guard[key] <= 0):
-            raise ConfigError(f"{where}: guard.{key}: must be a positive number of seconds, got {guard[key]!r}")
-    if "retries" in guard and (isinstance(guard["retries"], bool) or not isinstance(guard["retries"], int) or guard["retries"] < 0):
-        raise ConfigError(f"{where}: guard.retries: must be a non-negative integer, got {guard['retries']!r}")
+        if key in guard:
+            check_seconds(f"{where}: guard.{key}:", guard[key])
+    if "retries" in guard:
+        check_retries(f"{where}: guard.retries:", guard["retries"])
     try:
         windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap))
     except ConfigError as exc:
@@ -279,7 +281,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         for name, body in policies_data.items()
     )
     if not policies:
-        policies = tuple(_builtin(n, where, thresholds) for n in ("dangerous", "harassment", "hate", "sexual"))
+        policies = tuple(_builtin(n, where, thresholds) for n in DEFAULT_POLICIES)
     return Config(
         model=model,
         policies=resolve_policies(policies),

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail._exceptions import ConfigError
-from guardrail._policies import Policy, builtin_policy
+from guardrail._policies import DEFAULT_POLICIES, Policy, builtin_policy
 
 if TYPE_CHECKING:
     from guardrail._scoring import ScoreRequest
@@ -70,7 +70,7 @@ def embedded_policies(policies: Iterable[Policy | str] | None) -> list[Policy | 
     """
     thresholds = calibrated_thresholds()
     if policies is None:
-        policies = ("dangerous", "harassment", "hate", "sexual")
+        policies = DEFAULT_POLICIES
     return [
         builtin_policy(p, threshold=thresholds[p]) if isinstance(p, str) and p in thresholds else p
         for p in policies

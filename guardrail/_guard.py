@@ -38,12 +38,19 @@ class _Plan:
     requests: list[ScoreRequest]  # window-major: every policy for window 0, then window 1, ...
 
 
-def _positive(name: str, value: float | None) -> float | None:
+def check_seconds(name: str, value: float | None) -> float | None:
+    """A timeout or budget: None, or a positive finite number of seconds."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0 or math.isinf(value):
         raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
     return float(value)
+
+
+def check_retries(name: str, value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
 
 
 class Guard:
@@ -88,17 +95,15 @@ class Guard:
             raise ConfigError(f"scorer must have a score(requests) method, got {scorer!r}")
         if not isinstance(refusal, str) or not refusal:
             raise ConfigError("refusal must be a non-empty string")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ConfigError(f"retries must be a non-negative integer, got {retries!r}")
         if windows is not None and not isinstance(windows, Windows):
             raise ConfigError(f"windows must be a guardrail.Windows or None, got {windows!r}")
         if not all(callable(o) for o in observers):
             raise ConfigError("observers must be callables taking a Verdict")
         self.scorer = scorer
         self.refusal = refusal
-        self.timeout = _positive("timeout", timeout)
-        self.budget = _positive("budget", budget)
-        self.retries = retries
+        self.timeout = check_seconds("timeout", timeout)
+        self.budget = check_seconds("budget", budget)
+        self.retries = check_retries("retries", retries)
         self.windows = windows
         self.observers = tuple(observers)
 

@@ -17,6 +17,7 @@ from guardrail._exceptions import ConfigError
 
 __all__ = [
     "BUILTIN_POLICIES",
+    "DEFAULT_POLICIES",
     "INPUT_PREFIX",
     "OUTPUT_PREFIX",
     "Action",
@@ -225,10 +226,14 @@ def builtin_policy(name: str, **changes: object) -> Policy:
     return dataclasses.replace(policy, **changes) if changes else policy
 
 
+DEFAULT_POLICIES = ("dangerous", "harassment", "hate", "sexual")
+"""The four harms ShieldGemma reports on: what a guard checks when no policies are named."""
+
+
 def resolve_policies(policies: Iterable[Policy | str] | None) -> tuple[Policy, ...]:
     """Policies from objects or built-in names; the four reported harms when `None`."""
     if policies is None:
-        policies = ("dangerous", "harassment", "hate", "sexual")
+        policies = DEFAULT_POLICIES
     resolved = tuple(builtin_policy(p) if isinstance(p, str) else p for p in policies)
     for p in resolved:
         if not isinstance(p, Policy):

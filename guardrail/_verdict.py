@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from guardrail._exceptions import Blocked
-from guardrail._messages import Turn
+from guardrail._messages import Turn, message_role
 from guardrail._policies import Action, FailMode, Policy, Stage
 
 __all__ = ["DEFAULT_REFUSAL", "Decision", "Outcome", "Verdict", "decide", "failed"]
@@ -126,7 +126,7 @@ class Verdict:
         items = [{"role": "user", "content": messages}] if isinstance(messages, str) else list(messages)
         if self.rewritten:
             original = items[self.message_index]
-            role = original.get("role") if isinstance(original, dict) else getattr(original, "role")
+            role = message_role(original, self.message_index)
             items[self.message_index] = {"role": role, "content": self.refusal}
         return items
 
