@@ -7,8 +7,8 @@ Sources (read at run time, never copied into the repository):
 - `davidson` (hate, harassment), which the training does not read at all;
 - rows of `diasafety`, `hatexplain`, `toxigen`, `coconot` and `dolly_openqa` that the training
   selection (same seed and scale) did not pick;
-- `scripts/data/heldout.jsonl`: hand-written examples, never trained on (the shared data has no
-  unused dangerous or sexual positives: all of catqa goes into training).
+- the fifth of `catqa` that the training holds out (`catqa_heldout`): dangerous and sexual requests;
+- `scripts/data/heldout.jsonl`: hand-written examples, never trained on.
 Rows are split by a hash of their id: even → `calibrate.jsonl`, odd → `evaluate.jsonl`.
 """
 
@@ -68,6 +68,8 @@ def build(seed: int, scale: float, per_group: int) -> list[dict]:
     out += [_row(r, dict(r["labels"])) for r in pick([r for r in unused["coconot"] if r["response"] is None], per_group)]
     out += [_row(r, dict(r["labels"])) for r in pick([r for r in unused["coconot"] if r["response"] is not None], per_group)]
     out += [_row(r, dict(r["labels"])) for r in pick(unused["dolly_openqa"], per_group // 2)]
+    out += [_row(r, train.catqa_labels(r)) for r in _rows(SHARED / "train" / "catqa" / "catqa.jsonl")
+            if train.catqa_heldout(r) and train.catqa_labels(r)]
     out += _rows(HERE / "data" / "heldout.jsonl")
     return out
 
@@ -76,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/heldout"))
     parser.add_argument("--seed", type=int, default=20240611, help="the training script's seed")
-    parser.add_argument("--scale", type=float, default=0.5, help="the training script's --scale")
+    parser.add_argument("--scale", type=float, default=0.6, help="the training script's --scale")
     parser.add_argument("--per-group", type=int, default=60)
     args = parser.parse_args()
     rows = build(args.seed, args.scale, args.per_group)
