@@ -151,10 +151,12 @@ def throughput_section(scorer, quick: bool) -> list[Row]:  # noqa: ANN001
     import throughput
 
     rows = []
-    for r in throughput.throughput_rows(scorer, min_checks=8 if quick else 16):
-        ratio = r["batched"] / r["unbatched"]
-        rows.append(Row("throughput", f"{r['concurrency']:>2} concurrent, {r['checks']} checks: unbatched / batched",
-                        f"{r['unbatched']:.1f} / {r['batched']:.1f} checks/s = {ratio:.2f}x (max|dP| {r['dp']:.0e})"))
+    for policies in (1, 4):
+        for r in throughput.throughput_rows(scorer, min_checks=8 if quick else 16, policies=policies):
+            ratio = r["batched"] / r["unbatched"]
+            rows.append(Row("throughput", f"{policies} polic{'y' if policies == 1 else 'ies'}, {r['concurrency']:>2} concurrent, "
+                            f"{r['checks']} checks: unbatched / batched",
+                            f"{r['unbatched']:.1f} / {r['batched']:.1f} checks/s = {ratio:.2f}x (max|dP| {r['dp']:.0e})"))
     return rows
 
 

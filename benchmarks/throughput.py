@@ -3,9 +3,10 @@
     python benchmarks/throughput.py                 # embedded model, bf16
     python benchmarks/throughput.py --policies 4 --checks 32
 
-Unbatched: `Guard(scorer=TransformersScorer)`; each `acheck_input` scores in a worker thread and
-the scorer's lock runs the forwards one at a time. Batched: the same scorer behind
-`BatchingScorer`, so concurrent checks share forwards. Each check is one user message of a few
+Unbatched: `TransformersScorer(batching=False)`; each `acheck_input` scores in a worker thread
+and the scorer's lock runs the forwards one at a time. Batched: the default, `batching=True`:
+checks that arrive while a forward runs are gathered and share the next one (several turns'
+prefixes prefilled together, all their policy suffixes in one batch). Each check is one user message of a few
 dozen tokens; all concurrency levels run the same messages. `max|dP|` compares each check's
 batched score with its unbatched one (bf16 padding moves P(Yes) slightly).
 """
@@ -20,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from guardrail import BUILTIN_POLICIES, Guard
-from guardrail._batching import BatchingScorer
 
 MESSAGES = [
     "How do I bake sourdough bread at home?",
@@ -55,28 +55,31 @@ def throughput_rows(
     concurrencies: Sequence[int] = (1, 4, 16, 64),
     min_checks: int = 16,
     policies: int = 1,
-    max_batch: int = 16,
-    max_wait_ms: float = 2.0,
 ) -> list[dict[str, float]]:
-    """For each concurrency: checks/s unbatched and batched, and max |dP| between them."""
+    """For each concurrency: checks/s with the scorer's batching off and on, and max |dP|."""
     names = list(BUILTIN_POLICIES)[:policies]
-    scorer.batch_size = max(scorer.batch_size, max_batch)
-    plain = Guard(names, scorer=scorer)
-    batched = Guard(names, scorer=BatchingScorer(scorer, max_batch=max_batch, max_wait_ms=max_wait_ms))
-    asyncio.run(_run_checks(plain, MESSAGES[:2], 1))  # warm-up
+    guard = Guard(names, scorer=scorer)
+    saved = scorer.batching
+    scorer.batching = False
+    asyncio.run(_run_checks(guard, MESSAGES[:2], 1))  # warm-up
     rows = []
-    for concurrency in concurrencies:
-        n = max(concurrency, min_checks)
-        texts = list(itertools.islice(itertools.cycle(MESSAGES), n))
-        t_plain, s_plain = asyncio.run(_run_checks(plain, texts, concurrency))
-        t_batched, s_batched = asyncio.run(_run_checks(batched, texts, concurrency))
-        rows.append({
-            "concurrency": concurrency,
-            "checks": n,
-            "unbatched": n / t_plain,
-            "batched": n / t_batched,
-            "dp": max(abs(a - b) for a, b in zip(s_plain, s_batched)),
-        })
+    try:
+        for concurrency in concurrencies:
+            n = max(concurrency, min_checks)
+            texts = list(itertools.islice(itertools.cycle(MESSAGES), n))
+            scorer.batching = False
+            t_plain, s_plain = asyncio.run(_run_checks(guard, texts, concurrency))
+            scorer.batching = True
+            t_batched, s_batched = asyncio.run(_run_checks(guard, texts, concurrency))
+            rows.append({
+                "concurrency": concurrency,
+                "checks": n,
+                "unbatched": n / t_plain,
+                "batched": n / t_batched,
+                "dp": max(abs(a - b) for a, b in zip(s_plain, s_batched)),
+            })
+    finally:
+        scorer.batching = saved
     return rows
 
 
@@ -85,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--checks", type=int, default=16, help="checks per row (at least the concurrency)")
     parser.add_argument("--policies", type=int, default=1)
-    parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--max-wait-ms", type=float, default=2.0)
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated levels")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
@@ -99,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
     scorer = TransformersScorer.from_pretrained(str(embedded_model_path()), dtype=args.dtype)
     levels = [int(c) for c in args.concurrency.split(",")]
-    rows = throughput_rows(scorer, concurrencies=levels, min_checks=args.checks, policies=args.policies,
-                           max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    rows = throughput_rows(scorer, concurrencies=levels, min_checks=args.checks, policies=args.policies)
     print(f"{'concurrent':>10} {'checks':>6} {'unbatched/s':>12} {'batched/s':>10} {'ratio':>6} {'max|dP|':>8}")
     for r in rows:
         print(f"{r['concurrency']:>10} {r['checks']:>6} {r['unbatched']:>12.1f} {r['batched']:>10.1f} "

@@ -8,7 +8,8 @@ device_map = "auto"          # optional, passed to accelerate
 attn_implementation = "eager"  # optional; Gemma 2 defaults to eager (keeps softcapping)
 adapter = "path/to/lora"     # optional PEFT adapter; for "embedded" the shipped one by default,
                              # "none" for the bare base model
-batch_size = 8
+batch_size = 8                # suffixes per forward (several policies, several turns)
+batching = true              # concurrent async checks share forwards (local models)
 # url = "http://localhost:8000"   # score through a served model (vLLM, OpenAI-compatible
 # tokenizer = "google/shieldgemma-2b"  # completions); prompts are tokenized here, with this
 # timeout = 10.0                  # tokenizer (default: the model name), and sent as token ids
@@ -86,6 +87,7 @@ class ModelConfig:
     attn_implementation: str | None = None
     adapter: str | None = None
     batch_size: int = 8
+    batching: bool = True
     url: str | None = None
     tokenizer: str | None = None
     timeout: float = 10.0
@@ -101,7 +103,8 @@ class ModelConfig:
             from guardrail._embedded import EmbeddedScorer
 
             adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
-            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter)
+            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter,
+                                  batching=self.batching)
         from guardrail._transformers import TransformersScorer
 
         return TransformersScorer.from_pretrained(
@@ -111,6 +114,7 @@ class ModelConfig:
             attn_implementation=self.attn_implementation,
             adapter=self.adapter,
             batch_size=self.batch_size,
+            batching=self.batching,
         )
 
 
@@ -194,8 +198,8 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     fields = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
     _check_keys(data, set(fields), where)
     for key, value in data.items():
-        wanted = {"batch_size": int, "retries": int, "timeout": (int, float)}.get(key, str)
-        if not isinstance(value, wanted) or isinstance(value, bool):
+        wanted = {"batch_size": int, "retries": int, "timeout": (int, float), "batching": bool}.get(key, str)
+        if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
             name = "number" if key == "timeout" else wanted.__name__
             raise ConfigError(f"{where}.{key}: must be a {name}, got {value!r}")
     if data.get("timeout", 1) <= 0 or data.get("retries", 0) < 0:

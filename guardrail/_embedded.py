@@ -13,6 +13,7 @@ ShieldGemma (`google/shieldgemma-2b` or a local copy) for production use.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -147,9 +148,15 @@ class EmbeddedScorer:
     """
 
     def __init__(
-        self, *, dtype: str = "bfloat16", device_map: str | None = None, adapter: str | None = "default"
+        self,
+        *,
+        dtype: str = "bfloat16",
+        device_map: str | None = None,
+        adapter: str | None = "default",
+        batching: bool = True,
     ) -> None:
         self.dtype = dtype
+        self.batching = batching
         self.device_map = device_map
         if adapter == "default":
             shipped = default_adapter()
@@ -166,9 +173,15 @@ class EmbeddedScorer:
 
                 path = embedded_model_path(progress=True)
                 self._scorer = TransformersScorer.from_pretrained(
-                    str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter
+                    str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter,
+                    batching=self.batching,
                 )
             return self._scorer
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return self.loaded.score(requests)
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Loads in a worker thread on first use; concurrent calls are batched (see `TransformersScorer`)."""
+        scorer = self._scorer or await asyncio.to_thread(lambda: self.loaded)
+        return await scorer.ascore(requests)

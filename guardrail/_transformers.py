@@ -8,11 +8,13 @@ every real token's position and attention unchanged: an item scores the same alo
 
 Requests on the same turn share everything up to the guideline (preamble and conversation), so
 by default that token prefix is prefilled once and the policies' suffixes run as one batch over
-the cached keys and values.
+the cached keys and values. Several turns in one call (concurrent checks gathered by
+`BatchingScorer`) are prefilled together, left-padded, and all their suffixes run as one batch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -76,6 +78,7 @@ class TransformersScorer:
         batch_size: int = 8,
         max_length: int | None = None,
         share_prefix: bool = True,
+        batching: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -83,6 +86,8 @@ class TransformersScorer:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.share_prefix = share_prefix
+        self.batching = batching
+        self._gatherer: Any = None
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
         if tokenizer.bos_token_id is None:
             raise ConfigError("the tokenizer has no BOS token; ShieldGemma prompts start with one")
@@ -110,6 +115,7 @@ class TransformersScorer:
         adapter: str | None = None,
         batch_size: int = 8,
         share_prefix: bool = True,
+        batching: bool = True,
         **model_kwargs: Any,
     ) -> TransformersScorer:
         """Load a model by hub id or local path (`device_map` goes through accelerate).
@@ -146,7 +152,7 @@ class TransformersScorer:
                 # peft 0.21 calls a transformers 5 deprecated alias; nothing for us to change.
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
                 model = PeftModel.from_pretrained(model, adapter)
-        return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
+        return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix, batching=batching)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         encoded = [encode_request(self.tokenizer, r, self._control_ids) for r in requests]
@@ -157,16 +163,28 @@ class TransformersScorer:
                 )
         scores: list[float] = [0.0] * len(encoded)
         alone: list[int] = []
+        shared: list[tuple[int, list[int]]] = []  # (shared prefix length, request indices)
         for group in self._groups(requests):
             prefix = _common_prefix([encoded[i] for i in group]) if len(group) > 1 else 0
             if self.share_prefix and prefix >= _MIN_SHARED_PREFIX:
-                for start in range(0, len(group), self.batch_size):
-                    chunk = group[start : start + self.batch_size]
-                    shared = self._p_yes_shared(encoded[chunk[0]][:prefix], [encoded[i][prefix:] for i in chunk])
-                    for i, p in zip(chunk, shared):
-                        scores[i] = p
+                shared += [(prefix, group[i : i + self.batch_size]) for i in range(0, len(group), self.batch_size)]
             else:
                 alone.extend(group)
+        # Several turns (concurrent checks gathered by BatchingScorer) share one prefill: turns of
+        # similar prefix length go together, up to `batch_size` suffixes per forward.
+        packs: list[list[tuple[int, list[int]]]] = []
+        for item in sorted(shared, key=lambda item: item[0]):
+            if packs and sum(len(chunk) for _, chunk in packs[-1]) + len(item[1]) <= self.batch_size:
+                packs[-1].append(item)
+            else:
+                packs.append([item])
+        for pack in packs:
+            probs = self._p_yes_shared(
+                [encoded[chunk[0]][:prefix] for prefix, chunk in pack],
+                [[encoded[i][prefix:] for i in chunk] for prefix, chunk in pack],
+            )
+            for i, p in zip([i for _, chunk in pack for i in chunk], probs):
+                scores[i] = p
         # Similar lengths together waste less padding; results go back in request order.
         alone.sort(key=lambda i: len(encoded[i]))
         for start in range(0, len(alone), self.batch_size):
@@ -174,6 +192,18 @@ class TransformersScorer:
             for i, p in zip(chunk, self._p_yes([encoded[i] for i in chunk])):
                 scores[i] = p
         return scores
+
+    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
+        """Score in a worker thread. With `batching` (the default), concurrent calls are gathered:
+        while one forward runs, the calls that arrive queue up and then run as one batch (a
+        `BatchingScorer` with no added wait, so a lone call is not delayed)."""
+        if not self.batching:
+            return await asyncio.to_thread(self.score, requests)
+        if self._gatherer is None:
+            from guardrail._batching import BatchingScorer
+
+            self._gatherer = BatchingScorer(_Forwards(self), max_batch=4 * self.batch_size, max_wait_ms=0)
+        return await self._gatherer.ascore(requests)
 
     @staticmethod
     def _groups(requests: Sequence[ScoreRequest]) -> list[list[int]]:
@@ -189,38 +219,53 @@ class TransformersScorer:
             logits = torch.tanh(logits / self.softcap) * self.softcap
         return torch.softmax(logits, dim=-1)[:, 0].tolist()
 
-    def _p_yes_shared(self, prefix: list[int], suffixes: list[list[int]]) -> list[float]:
-        """Prefill `prefix` once, then score every suffix over copies of its cache."""
+    def _p_yes_shared(self, prefixes: list[list[int]], suffixes: list[list[list[int]]]) -> list[float]:
+        """Prefill each prefix once, then score its suffixes over copies of its cache.
+
+        Prefixes are left-padded so that they all end at the same cache slot, and positions
+        are given explicitly, so each real token keeps its position and the tokens it attends
+        to (sliding windows included); the suffixes are right-padded after them.
+        """
         from transformers import DynamicCache
 
-        input_ids, mask = self._right_padded(suffixes, prefix=len(prefix))
+        width = max(len(p) for p in prefixes)
+        prefix_ids = torch.full((len(prefixes), width), self.pad_id, dtype=torch.long)
+        prefix_mask = torch.zeros((len(prefixes), width), dtype=torch.long)
+        for row, ids in enumerate(prefixes):
+            prefix_ids[row, width - len(ids) :] = torch.tensor(ids)
+            prefix_mask[row, width - len(ids) :] = 1
+        owners = torch.tensor([row for row, group in enumerate(suffixes) for _ in group])
+        flat = [ids for group in suffixes for ids in group]
+        suffix_ids, suffix_mask = self._right_padded(flat)
+        lengths = torch.tensor([len(p) for p in prefixes])
         device = self._input_device
         with self._lock, torch.inference_mode():
             cache = DynamicCache(config=self.model.config)
             self._decoder(
-                input_ids=torch.tensor([prefix], device=device),
-                attention_mask=torch.ones((1, len(prefix)), dtype=torch.long, device=device),
+                input_ids=prefix_ids.to(device),
+                attention_mask=prefix_mask.to(device),
+                position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0).to(device),
                 past_key_values=cache,
                 use_cache=True,
             )
-            cache.batch_repeat_interleave(len(suffixes))
+            cache.batch_select_indices(owners)
             hidden = self._decoder(
-                input_ids=input_ids.to(device),
-                attention_mask=mask.to(device),
+                input_ids=suffix_ids.to(device),
+                attention_mask=torch.cat([prefix_mask[owners], suffix_mask], dim=1).to(device),
+                position_ids=(lengths[owners, None] + torch.arange(suffix_ids.shape[1])).to(device),
                 past_key_values=cache,
                 use_cache=True,
             ).last_hidden_state
-            return self._head(hidden, torch.tensor([len(ids) - 1 for ids in suffixes]))
+            return self._head(hidden, torch.tensor([len(ids) - 1 for ids in flat]))
 
-    def _right_padded(self, batch: list[list[int]], *, prefix: int = 0) -> tuple[Any, Any]:
-        """Ids right-padded to one width, and a mask that also covers `prefix` cached tokens."""
+    def _right_padded(self, batch: list[list[int]]) -> tuple[Any, Any]:
+        """Ids right-padded to one width, and their attention mask."""
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), prefix + width), dtype=torch.long)
-        mask[:, :prefix] = 1
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, ids in enumerate(batch):
             input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, prefix : prefix + len(ids)] = 1
+            mask[row, : len(ids)] = 1
         return input_ids, mask
 
     def _p_yes(self, batch: list[list[int]]) -> list[float]:
@@ -232,6 +277,13 @@ class TransformersScorer:
                 use_cache=False,
             ).last_hidden_state
             return self._head(hidden, mask.sum(-1) - 1)
+
+
+class _Forwards:
+    """A scorer's synchronous path alone, for its own gatherer (which must not call `ascore`)."""
+
+    def __init__(self, scorer: TransformersScorer) -> None:
+        self.score = scorer.score
 
 
 def _common_prefix(sequences: list[list[int]]) -> int:

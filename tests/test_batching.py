@@ -337,3 +337,27 @@ async def test_transformers_scores_batched_equal_alone(tiny_model_dir) -> None: 
         alone = [model.score([r])[0] for r in guard.requests(conversation, "input")]
         for decision, expected in zip(verdict.decisions, alone, strict=True):
             assert decision.score == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batching", [True, False])
+async def test_transformers_scorer_gathers_concurrent_checks_by_default(tiny_model_dir, batching: bool) -> None:  # noqa: ANN001
+    from guardrail import TransformersScorer
+
+    model = TransformersScorer.from_pretrained(str(tiny_model_dir), dtype="float32", batching=batching)
+    calls: list[int] = []
+    forward = model.score
+
+    def counting(requests: Sequence[ScoreRequest]) -> list[float]:
+        calls.append(len(requests))
+        return forward(requests)
+
+    model.score = counting  # what the gatherer calls (it binds on first use)
+    guard = Guard(["dangerous", "hate", "sexual"], scorer=model)
+    conversations = [[{"role": "user", "content": f"Question number {n}: " + "why? " * n}] for n in range(6)]
+    verdicts = await asyncio.gather(*(guard.acheck_input(c) for c in conversations))
+    # Calls that arrive together, or while a forward runs, share the next one.
+    assert (len(calls) <= 2 if batching else len(calls) == 6) and sum(calls) == 18
+    for conversation, verdict in zip(conversations, verdicts):
+        alone = forward(guard.requests(conversation, "input"))
+        assert [d.score for d in verdict.decisions] == pytest.approx(alone, abs=1e-5)

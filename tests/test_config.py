@@ -70,6 +70,7 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[policies.hate]\nstages = 'input'\n", r"policies\.hate\.stages: must be a list"),
         ("[policies.x]\ndescription = 'd'\ninput_guideline = 'g'\n", "either description or"),
         ("[model]\nbatch_size = 0\n", r"model\.batch_size: must be at least 1"),
+        ("[model]\nbatching = 'yes'\n", r"model\.batching: must be a bool"),
         ("[model]\nname = 3\n", r"model\.name: must be a str"),
         ("[models]\nname = 'x'\n", r"unknown key\(s\) models"),
         ("[guard]\nrefusal = ''\n", r"guard\.refusal"),
@@ -101,6 +102,12 @@ def test_relative_adapter_paths_resolve_against_the_file(tmp_path: Path) -> None
     assert config.model.adapter == str(tmp_path / "adapters" / "hate")
     absolute = load_config(write(tmp_path, "[model]\nadapter = '/srv/a'\n"), environ={})
     assert absolute.model.adapter == "/srv/a"
+
+
+def test_batching_reaches_the_embedded_scorer(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, "[model]\n"), environ={}).model.build_scorer().batching is True
+    off = load_config(write(tmp_path, "[model]\nbatching = false\n"), environ={}).model.build_scorer()
+    assert off.batching is False  # built lazily: nothing is loaded here
 
 
 def test_a_served_model_by_url(tmp_path: Path) -> None:

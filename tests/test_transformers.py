@@ -75,6 +75,32 @@ def test_prefix_shared_scoring_equals_separate_scoring(scorer, content_repeats: 
     assert len({round(p, 4) for p in shared}) > 3
 
 
+@pytest.mark.parametrize("batch_size", [16, 7, 2])  # 7: two turns a pack; 2: a turn split in two
+def test_turns_prefilled_together_score_as_each_turn_alone(scorer, batch_size: int) -> None:  # noqa: ANN001
+    # Prefixes of very different lengths (left padding), past the sliding window (24) and not.
+    turns = [Turn(prompt="Tell me about dogs. " * n) for n in (1, 3, 40)]
+    turns += [Turn(prompt="hi", response="Cats sleep a lot. " * n) for n in (2, 30)]
+    reqs = [ScoreRequest(turn=t, guideline=BUILTIN_POLICIES[h].guideline(t.stage))
+            for t in turns for h in ("dangerous", "hate", "sexual")]
+    prefills: list[int] = []
+    original = scorer._p_yes_shared
+
+    def counting(prefixes, suffixes):  # noqa: ANN001, ANN202
+        prefills.append(len(prefixes))
+        return original(prefixes, suffixes)
+
+    scorer.batch_size, saved = batch_size, scorer.batch_size
+    scorer._p_yes_shared = counting
+    try:
+        together = scorer.score(reqs)
+    finally:
+        scorer._p_yes_shared, scorer.batch_size = original, saved
+    each_turn = [p for t in turns for p in scorer.score([r for r in reqs if r.turn == t])]
+    assert max(prefills) == (1 if batch_size < 6 else batch_size // 3), "turns must share prefills"
+    assert max(abs(a - b) for a, b in zip(together, each_turn)) < 1e-5
+    assert len({round(p, 4) for p in together}) > 5
+
+
 def test_meets_the_scorer_contract(scorer) -> None:  # noqa: ANN001
     check_scorer_contract(scorer, tolerance=1e-5)
 
