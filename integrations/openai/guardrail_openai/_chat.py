@@ -112,7 +112,12 @@ class ChatChunks:
 
     def text(self, chunk: ChatCompletionChunk) -> str:
         self.last = chunk
-        return "".join(_message_text(choice.delta, "") for choice in chunk.choices)
+        choices = chunk.choices
+        if len(choices) == 1 and isinstance(choices[0], ChunkChoice):  # the common case, read directly
+            delta = choices[0].delta
+            if delta.tool_calls is None and delta.function_call is None and delta.refusal is None:
+                return delta.content or ""
+        return "".join(_message_text(choice.delta, "") for choice in choices)
 
     def is_tool_call(self, chunk: ChatCompletionChunk) -> bool:
         return any(c.delta.tool_calls or c.delta.function_call for c in chunk.choices)
