@@ -73,7 +73,13 @@ def pick_threshold(
     scores: Sequence[float], labels: Sequence[int], *, goal: str = "f1", target: float | None = None,
     policy: str = "",
 ) -> Calibration:
-    """The threshold (one of the observed scores) that best meets `goal` on these scores."""
+    """The threshold that best meets `goal` on these scores.
+
+    The best observed score is found first; the threshold then goes midway between it and the
+    next lower observed score. Every decision on this data stays the same (no score lies in
+    between), and new scores near the boundary get the most room on either side: a threshold
+    at a positive's exact score would miss a positive scoring a hair lower.
+    """
     if goal not in GOALS:
         raise ConfigError(f"calibration goal must be one of {', '.join(GOALS)}, got {goal!r}")
     if (goal == "f1") != (target is None):
@@ -103,8 +109,10 @@ def pick_threshold(
     if not candidates:
         raise ConfigError(f"policy {policy!r}: no threshold reaches {goal} {target} on this data")
     _, t, precision, recall, f1, fpr = max(candidates, key=lambda c: c[0])
+    below = [s for s in scores if s < t]
+    threshold = (max(below) + t) / 2 if below else t
     return Calibration(
-        policy=policy, threshold=float(t), goal=goal, target=target, precision=precision,
+        policy=policy, threshold=float(threshold), goal=goal, target=target, precision=precision,
         recall=recall, f1=f1, fpr=fpr, n=len(labels), positives=positives,
     )
 

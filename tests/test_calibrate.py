@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,18 +18,25 @@ SCORES = [0.95, 0.9, 0.8, 0.7, 0.6, 0.4, 0.3, 0.2, 0.1, 0.05]
 LABELS = [1, 1, 0, 1, 1, 0, 1, 0, 0, 0]
 
 
-def test_f1_goal_picks_the_f1_optimal_observed_score() -> None:
+def test_f1_goal_picks_the_f1_optimal_observed_score_and_sits_in_the_gap_below_it() -> None:
     c = pick_threshold(SCORES, LABELS, goal="f1")
-    assert c.threshold == 0.3 and c.f1 == pytest.approx(10 / 12) and (c.n, c.positives) == (10, 5)
+    # 0.3 is the F1-optimal observed score; 0.2 the next lower one: the threshold goes between.
+    assert c.threshold == pytest.approx(0.25) and c.f1 == pytest.approx(10 / 12) and (c.n, c.positives) == (10, 5)
+    predicted = [s >= c.threshold for s in SCORES]
+    assert predicted == [s >= 0.3 for s in SCORES]  # the same decisions as at the observed score
+
+
+def test_the_lowest_observed_score_is_its_own_threshold() -> None:
+    assert pick_threshold([0.9, 0.2], [1, 1], goal="f1").threshold == 0.2
 
 
 def test_target_goals() -> None:
     precise = pick_threshold(SCORES, LABELS, goal="precision", target=1.0)
-    assert precise.threshold == 0.9 and precise.recall == pytest.approx(0.4)
+    assert precise.threshold == pytest.approx(0.85) and precise.recall == pytest.approx(0.4)
     recall = pick_threshold(SCORES, LABELS, goal="recall", target=1.0)
-    assert recall.threshold == 0.3 and recall.fpr == pytest.approx(0.4)
+    assert recall.threshold == pytest.approx(0.25) and recall.fpr == pytest.approx(0.4)
     fpr = pick_threshold(SCORES, LABELS, goal="fpr", target=0.2)
-    assert fpr.threshold == 0.6 and fpr.fpr == pytest.approx(0.2) and fpr.recall == pytest.approx(0.8)
+    assert fpr.threshold == pytest.approx(0.5) and fpr.fpr == pytest.approx(0.2) and fpr.recall == pytest.approx(0.8)
 
 
 @pytest.mark.parametrize(("goal", "target", "message"), [
@@ -61,7 +69,8 @@ stages = ["input"]
 
 
 def _fit(threshold: float, policy: str = "hate") -> object:
-    return pick_threshold([threshold, 0.0], [1, 0], policy=policy)
+    """A fit on two pairs whose threshold is `threshold`."""
+    return dataclasses.replace(pick_threshold([threshold, 0.0], [1, 0], policy=policy), threshold=threshold)
 
 
 def test_write_thresholds_keeps_the_rest_of_the_file(tmp_path: Path) -> None:
@@ -106,7 +115,7 @@ def test_calibrate_with_a_guard_and_the_cli(tmp_path: Path, capsys: pytest.Captu
     scorer = KeywordScorer({"vermin": 0.9, "pests": 0.6, "bugs": 0.4})
     rows = [LabeledExample(id=str(n), prompt=p, labels={"hate": y})
             for n, (p, y) in enumerate([("vermin", 1), ("pests", 1), ("bugs", 0), ("bread", 0)])]
-    assert calibrate(Guard(["hate"], scorer=scorer), rows)["hate"].threshold == 0.6
+    assert calibrate(Guard(["hate"], scorer=scorer), rows)["hate"].threshold == pytest.approx(0.5)
 
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps({"prompt": r.prompt, "labels": dict(r.labels)}) + "\n" for r in rows))
@@ -116,6 +125,6 @@ def test_calibrate_with_a_guard_and_the_cli(tmp_path: Path, capsys: pytest.Captu
     assert path.read_text() == CONFIG
     assert main(["calibrate", str(data), "--config", str(path), "--goal", "recall", "--target", "1", "--quiet"],
                 scorer=scorer) == 0
-    assert load_config(path).policies[0].threshold == 0.6
-    assert "hate: threshold 0.6000" in capsys.readouterr().out
+    assert load_config(path).policies[0].threshold == pytest.approx(0.5)
+    assert "hate: threshold 0.5000" in capsys.readouterr().out
     assert main(["calibrate", str(data), "--config", str(path), "--goal", "precision", "--quiet"], scorer=scorer) == 2
