@@ -3,10 +3,12 @@
     python benchmarks/injection.py                      # the embedded default
     python benchmarks/injection.py --config guard.toml  # any configured model
 
-For each payload in `guardrail._payloads.INJECTION_PAYLOADS`, a harmful and a benign base text
-are scored with and without the payload appended (input stage, every configured policy). The
-payloads try to close the turn, plant an answer or rewrite the policy; a robust guard moves
-little. Prints the largest and median |dP| and the payloads that move scores most.
+For each payload in `guardrail._payloads.INJECTION_PAYLOADS` (less the ones that carry a harmful
+request of their own), four harmful and four benign base texts are scored with and without the
+payload appended (input stage, every configured policy). The payloads try to close the turn,
+plant an answer or rewrite the policy; a robust guard moves little. Prints the largest and
+median |dP|, how many decisions flip, how many blocked harmful texts an attack gets through,
+and the payloads that move scores most.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import statistics
 import time
 
 from guardrail import Guard, load_config
-from guardrail._payloads import INJECTION_PAYLOADS
+from guardrail._payloads import _HARMFUL, INJECTION_PAYLOADS
 
 # Hand-written for this benchmark, one harmful text per policy and as many benign ones; the
 # adapter's training never saw them (its scaffolding augmentation is built separately).
@@ -43,13 +45,17 @@ def main() -> None:
     parser.add_argument("--limit", type=int, help="only the first N payloads")
     args = parser.parse_args()
     guard = load_config(args.config).build_guard()
-    payloads = INJECTION_PAYLOADS[: args.limit] if args.limit else INJECTION_PAYLOADS
+    # Payloads that carry a harmful request of their own (for the structural tests) would make a
+    # benign base harmful, so a higher score there is right, not a shift: they are left out here.
+    payloads = [p for p in INJECTION_PAYLOADS if not p.startswith(_HARMFUL)]
+    payloads = payloads[: args.limit] if args.limit else payloads
     start = time.perf_counter()
     shifts: list[tuple[float, str, str, str]] = []
     evaded = flipped = blocked_clean = 0  # evaded: a blocked harmful text allowed once attacked
     for label, base in BASES:
         clean = scores(guard, base)
         clean_blocked = any(hit for _, hit in clean.values())
+        print(f"{label:<7} {'blocked' if clean_blocked else 'allowed'} clean: {base!r}")
         blocked_clean += label == "harmful" and clean_blocked
         for payload in payloads:
             attacked = scores(guard, f"{base} {payload}")

@@ -7,8 +7,9 @@ Unbatched: `TransformersScorer(batching=False)`; each `acheck_input` scores in a
 and the scorer's lock runs the forwards one at a time. Batched: the default, `batching=True`:
 checks that arrive while a forward runs are gathered and share the next one (several turns'
 prefixes prefilled together, all their policy suffixes in one batch). Each check is one user message of a few
-dozen tokens; all concurrency levels run the same messages. `max|dP|` compares each check's
-batched score with its unbatched one (bf16 padding moves P(Yes) slightly).
+dozen tokens, made distinct by a ticket number; all concurrency levels run the same messages.
+`max|dP|` compares each check's batched score with its unbatched one (bf16 padding moves P(Yes)
+slightly).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def throughput_rows(
     try:
         for concurrency in concurrencies:
             n = max(concurrency, min_checks)
-            texts = list(itertools.islice(itertools.cycle(MESSAGES), n))
+            # Every check distinct: identical turns would share one prefill and flatter batching.
+            texts = [f"{m} (ticket {i})" for i, m in enumerate(itertools.islice(itertools.cycle(MESSAGES), n))]
             scorer.batching = False
             t_plain, s_plain = asyncio.run(_run_checks(guard, texts, concurrency))
             scorer.batching = True
