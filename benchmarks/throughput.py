@@ -6,8 +6,9 @@
 Unbatched: `TransformersScorer(batching=False)`; each `acheck_input` scores in a worker thread
 and the scorer's lock runs the forwards one at a time. Batched: the default, `batching=True`:
 checks that arrive while a forward runs are gathered and share the next one (several turns'
-prefixes prefilled together, all their policy suffixes in one batch). Each check is one user message of a few
-dozen tokens, made distinct by a ticket number; all concurrency levels run the same messages.
+prefixes prefilled together, all their policy suffixes in one batch). Each check is one user
+message of a few dozen tokens, made distinct by a ticket number; all concurrency levels run the
+same messages.
 `max|dP|` compares each check's batched score with its unbatched one (bf16 padding moves P(Yes)
 slightly).
 """

@@ -228,15 +228,10 @@ class TransformersScorer:
         """
         from transformers import DynamicCache
 
-        width = max(len(p) for p in prefixes)
-        prefix_ids = torch.full((len(prefixes), width), self.pad_id, dtype=torch.long)
-        prefix_mask = torch.zeros((len(prefixes), width), dtype=torch.long)
-        for row, ids in enumerate(prefixes):
-            prefix_ids[row, width - len(ids) :] = torch.tensor(ids)
-            prefix_mask[row, width - len(ids) :] = 1
+        prefix_ids, prefix_mask = padded(prefixes, self.pad_id, left=True)
         owners = torch.tensor([row for row, group in enumerate(suffixes) for _ in group])
         flat = [ids for group in suffixes for ids in group]
-        suffix_ids, suffix_mask = self._right_padded(flat)
+        suffix_ids, suffix_mask = padded(flat, self.pad_id)
         lengths = torch.tensor([len(p) for p in prefixes])
         device = self._input_device
         with self._lock, torch.inference_mode():
@@ -258,18 +253,8 @@ class TransformersScorer:
             ).last_hidden_state
             return self._head(hidden, torch.tensor([len(ids) - 1 for ids in flat]))
 
-    def _right_padded(self, batch: list[list[int]]) -> tuple[Any, Any]:
-        """Ids right-padded to one width, and their attention mask."""
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            mask[row, : len(ids)] = 1
-        return input_ids, mask
-
     def _p_yes(self, batch: list[list[int]]) -> list[float]:
-        input_ids, mask = self._right_padded(batch)
+        input_ids, mask = padded(batch, self.pad_id)
         with self._lock, torch.inference_mode():
             hidden = self._decoder(
                 input_ids=input_ids.to(self._input_device),
@@ -277,6 +262,18 @@ class TransformersScorer:
                 use_cache=False,
             ).last_hidden_state
             return self._head(hidden, mask.sum(-1) - 1)
+
+
+def padded(batch: list[list[int]], pad_id: int, *, left: bool = False) -> tuple[Any, Any]:
+    """Ids padded to one width (on the right, or on the left), and their attention mask."""
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        span = slice(width - len(ids), width) if left else slice(0, len(ids))
+        input_ids[row, span] = torch.tensor(ids)
+        mask[row, span] = 1
+    return input_ids, mask
 
 
 class _Forwards:

@@ -111,18 +111,6 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _batch(encoded: list[list[int]], pad_id: int) -> tuple[Any, Any]:
-    import torch
-
-    width = max(len(ids) for ids in encoded)
-    input_ids = torch.full((len(encoded), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(encoded), width), dtype=torch.long)
-    for row, ids in enumerate(encoded):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        mask[row, : len(ids)] = 1
-    return input_ids, mask
-
-
 def _answer_logits(model: Any, scorer: Any, input_ids: Any, mask: Any, *, full_vocab: bool) -> Any:
     """Next-token logits at the last real position: the whole vocabulary, or [Yes, No] only."""
     import torch
@@ -153,7 +141,9 @@ def _loss(model: Any, scorer: Any, batch: list[tuple[list[int], int]], options: 
     import torch
 
     pad_id = scorer.tokenizer.pad_token_id if scorer.tokenizer.pad_token_id is not None else 0
-    input_ids, mask = _batch([ids for ids, _ in batch], pad_id)
+    from guardrail._transformers import padded
+
+    input_ids, mask = padded([ids for ids, _ in batch], pad_id)
     labels = torch.tensor([label for _, label in batch])
     if options.loss == "answer":
         logits = _answer_logits(model, scorer, input_ids, mask, full_vocab=True)
