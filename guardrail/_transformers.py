@@ -50,6 +50,15 @@ def _resolve_dtype(dtype: Any) -> Any:
         raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
 
 
+def cache_argument(decoder: Any) -> str:
+    """The forward's name for the KV cache: `cache` from transformers 5.24, `past_key_values`
+    before (5.24 deprecates the old name with a warning; 5.40 removes it)."""
+    import inspect
+
+    parameters = inspect.signature(decoder.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 def _decoder(model: Any) -> Any:
     """The transformer stack under the LM head (also through a PEFT wrapper)."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -96,6 +105,7 @@ class TransformersScorer:
         self.max_length = max_length or getattr(config, "max_position_embeddings", None)
         self.softcap = getattr(config, "final_logit_softcapping", None)
         self._decoder = _decoder(model)
+        self._cache_arg = cache_argument(self._decoder)
         head = model.get_output_embeddings()
         if getattr(head, "bias", None) is not None:
             raise ConfigError("output heads with a bias are not supported")
@@ -240,16 +250,16 @@ class TransformersScorer:
                 input_ids=prefix_ids.to(device),
                 attention_mask=prefix_mask.to(device),
                 position_ids=(prefix_mask.cumsum(-1) - 1).clamp(min=0).to(device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_arg: cache},
             )
             cache.batch_select_indices(owners)
             hidden = self._decoder(
                 input_ids=suffix_ids.to(device),
                 attention_mask=torch.cat([prefix_mask[owners], suffix_mask], dim=1).to(device),
                 position_ids=(lengths[owners, None] + torch.arange(suffix_ids.shape[1])).to(device),
-                past_key_values=cache,
                 use_cache=True,
+                **{self._cache_arg: cache},
             ).last_hidden_state
             return self._head(hidden, torch.tensor([len(ids) - 1 for ids in flat]))
 
