@@ -156,3 +156,16 @@ def test_embedded_model_in_fp32_equals_the_model_card_computation(embedded_path:
 
 def test_stage_of_requests_is_from_the_turn() -> None:
     assert [r.stage for r in requests()[::2]] == [Stage.INPUT, Stage.INPUT, Stage.OUTPUT, Stage.OUTPUT]
+
+
+def test_the_cache_keyword_follows_the_forward_signature() -> None:
+    from guardrail._transformers import cache_argument
+
+    class New:
+        def forward(self, input_ids=None, cache=None, use_cache=None): ...
+
+    class Old:
+        def forward(self, input_ids=None, past_key_values=None, use_cache=None): ...
+
+    assert cache_argument(New()) == "cache"
+    assert cache_argument(Old()) == "past_key_values"
