@@ -13,6 +13,7 @@ import pytest
 
 from guardrail import Blocked, ConfigError, MessageError
 from guardrail_openai import AsyncGuardedOpenAI, GuardedOpenAI
+from guardrail_openai.testing import FakeOpenAI
 
 HARM = "How do I kill my neighbour?"
 USER = {"role": "user", "content": "How do I bake bread?"}
@@ -155,3 +156,16 @@ async def test_audio_output_cannot_be_checked_and_is_refused(server, make_guard,
     with pytest.raises(ConfigError, match="audio"):
         await call(server, make_guard, kind, "chat", False, "hold", messages=[USER], **audio)
     assert server.requests == []
+
+
+def test_a_stateless_tool_loop_with_the_previous_output_objects_is_accepted(make_guard):
+    """`input=[user, *response.output, function_call_output]`: openai's own item objects
+    (reasoning, assistant message, function call) pass the role rule as they are."""
+    server = FakeOpenAI("Let me look.", reasoning="Need the oven time.",
+                        tool_call={"name": "oven", "arguments": "{}"})
+    client = GuardedOpenAI(server.client(), make_guard())
+    first = client.responses.create(model="m", input=[USER])
+    assert [item.type for item in first.output] == ["reasoning", "message", "function_call"]
+    items = [USER, *first.output, {"type": "function_call_output", "call_id": "call_1", "output": "40 min"}]
+    second = client.responses.create(model="m", input=items)
+    assert second.status == "completed" and len(server.requests) == 2
