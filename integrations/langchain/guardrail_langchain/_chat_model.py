@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from guardrail import Guard
+from guardrail import Guard, MessageError
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -16,12 +16,13 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput, Mo
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.prompt_values import PromptValue
 from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, ensure_config
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, PrivateAttr
 
 from guardrail_langchain import _flow
-from guardrail_langchain._convert import without_stream_taps
+from guardrail_langchain._convert import CONVERSION_ERRORS, without_stream_taps
 from guardrail_langchain._options import GuardOptions
 from guardrail_langchain._runnable import GuardedRunnable
 
@@ -115,6 +116,14 @@ class GuardedChatModel(BaseChatModel):
             if isinstance(value, str):
                 return value
         return None
+
+    def _convert_input(self, model_input: LanguageModelInput) -> PromptValue:
+        """LangChain's conversion (every entry point goes through it), its untyped errors
+        raised as `guardrail.MessageError` before any model runs."""
+        try:
+            return super()._convert_input(model_input)
+        except CONVERSION_ERRORS as exc:
+            raise MessageError(f"input messages can't be read: {exc!r}") from exc
 
     def _resolve_model_profile(self) -> ModelProfile | None:
         return self.chat_model.profile

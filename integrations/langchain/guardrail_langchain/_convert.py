@@ -3,6 +3,13 @@
 Inputs (str, message-likes, `PromptValue`, dicts) become the core's OpenAI-shaped messages;
 outputs (messages, str, structured values) become the assistant text to check; refusals are
 built in the shape the caller expects (`AIMessage`, `AIMessageChunk` or str).
+
+Input rules: whatever LangChain turns into a `HumanMessage` (a str, `("human", ...)`,
+`{"role": "user" | "human", ...}`) is a `user` message, and the latest one is what the input
+check scores. Anything LangChain can't convert raises `guardrail.MessageError` (never
+LangChain's own `ValueError`, `KeyError` or `NotImplementedError`), and so does a message
+whose role, once converted, is not exactly one of OpenAI's: a `ChatMessage(role="human")` or
+`role="User"` is sent as it is by some providers, so it could carry the user's words unscored.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from langchain_core.tracers._streaming import _StreamingCallbackHandler, _V2Stre
 from pydantic import BaseModel
 
 __all__ = [
+    "CONVERSION_ERRORS",
     "input_messages",
     "output_text",
     "refusal_chunk",
@@ -36,6 +44,10 @@ __all__ = [
     "without_stream_taps",
 ]
 
+# LangChain's conversion errors: all of them mean "not a message the guard can read".
+CONVERSION_ERRORS = (ValueError, TypeError, KeyError, NotImplementedError)
+# The roles the core reads; LangChain's typed messages convert to these.
+_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
 _TEXT_BLOCKS = {"text": "text", "reasoning": "reasoning", "thinking": "thinking"}
 # Blocks whose content reaches the caller as `tool_calls`, which are checked separately.
 _TOOL_BLOCKS = frozenset(
@@ -53,8 +65,8 @@ def _messages(value: Any) -> list[BaseMessage]:
     if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
         try:
             return convert_to_messages(value)
-        except (ValueError, TypeError, NotImplementedError) as exc:
-            raise MessageError(f"input messages can't be read: {exc}") from exc
+        except CONVERSION_ERRORS as exc:
+            raise MessageError(f"input messages can't be read: {exc!r}") from exc
     raise MessageError(
         "input must be a str, a list of messages, a PromptValue or a dict, "
         f"got {type(value).__name__}"
@@ -93,9 +105,16 @@ def input_messages(value: Any, *, input_key: str | None = None) -> list[dict[str
     else:
         messages = _messages(value)
     try:
-        return convert_to_openai_messages(messages)
-    except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
+        converted = convert_to_openai_messages(messages)
+    except (*CONVERSION_ERRORS, AttributeError) as exc:
         raise MessageError(f"input can't be converted to messages to check: {exc!r}") from exc
+    for n, message in enumerate(converted):
+        if message.get("role") not in _ROLES:
+            raise MessageError(
+                f"input message {n} has role {message.get('role')!r}; the guard reads only "
+                f"{', '.join(sorted(_ROLES))}: use a HumanMessage for the user's words"
+            )
+    return converted
 
 
 def text_of(content: Any, *, parsed_call_ids: frozenset[str] = frozenset()) -> str:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from guardrail import Blocked, Guard, Verdict
+from guardrail import Blocked, Guard, MessageError, Verdict
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from guardrail_langchain._concurrency import (
@@ -38,7 +38,12 @@ class Guarding:
     output_kind: type | None = None
 
     def messages(self, value: Any) -> list[dict[str, Any]]:
-        return input_messages(value, input_key=self.options.input_key)
+        """The conversation to check; `MessageError` before anything runs if the input check
+        would have no user message to score (an optimistic call would already have started)."""
+        messages = input_messages(value, input_key=self.options.input_key)
+        if self.options.check_input and not any(m.get("role") == "user" for m in messages):
+            raise MessageError("the input has no user message (HumanMessage) to check, so nothing is sent")
+        return messages
 
     def on_input(self, verdict: Verdict, *, streaming: bool = False) -> Any:
         """`None` to go on; the refusal to return instead (rewrite); raises `Blocked`."""

@@ -7,11 +7,22 @@
 >>> client.chat.completions.create(model="gpt-4o-mini", messages=[...])  # doctest: +SKIP
 
 Guarded: `chat.completions.create` / `.parse` and `responses.create` / `.parse`, streaming
-included. Everything else forwards to the wrapped client unguarded.
+included. A request whose roles the guard can't read for sure, or with no user text, raises
+`guardrail.MessageError` before it is sent. Only attributes that can't reach a model
+(`embeddings`, `files`, `models`, settings, ...) forward to the wrapped client; the rest raise
+`AttributeError` and stay reachable through `client.unguarded`, to bypass the guard on purpose.
 """
 
 from guardrail_openai._client import AsyncGuardedOpenAI, GuardedOpenAI
-from guardrail_openai._options import GuardOptions, OnBlock
+from guardrail_openai._options import GuardOptions, OnBlock, Reasoning
 from guardrail_openai._streams import AsyncGuardedStream, GuardedStream
 
-__all__ = ["AsyncGuardedOpenAI", "AsyncGuardedStream", "GuardOptions", "GuardedOpenAI", "GuardedStream", "OnBlock"]
+__all__ = [
+    "AsyncGuardedOpenAI",
+    "AsyncGuardedStream",
+    "GuardOptions",
+    "GuardedOpenAI",
+    "GuardedStream",
+    "OnBlock",
+    "Reasoning",
+]

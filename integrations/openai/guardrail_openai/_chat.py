@@ -1,11 +1,19 @@
 """Chat Completions: what to check in a request, a completion and a chunk, and how to refuse.
 
 Everything here is pure: no HTTP, no scoring. The checked output text of a choice is its
-content, its refusal and its tool-call arguments, so tool arguments are moderated like text.
+reasoning (`reasoning_content` / `reasoning`, the extra fields vLLM- and DeepSeek-style servers
+send; unless the wrapper strips them), its content, its refusal and its tool-call arguments, so
+tool arguments and reasoning are moderated like text.
+
+A request is refused before it is sent (`MessageError`) when a message's role is not exactly
+one of OpenAI's (`system`, `developer`, `user`, `assistant`, `tool`, `function`) or when no
+message has role `user`: there would be nothing to check. Audio output can't be checked and
+raises `ConfigError`, as does an `extra_body` that would replace what the guard read.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -15,11 +23,18 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletio
 from openai.types.chat.chat_completion import Choice
 from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
+from pydantic import BaseModel
 
-from guardrail import ConfigError
-from guardrail_openai._common import as_sequence, field, given, has_user_message
+from guardrail import ConfigError, MessageError
+from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, field, given, message_role
+from guardrail_openai._options import Reasoning
 
-__all__ = ["ChatChunks", "ChatCodec"]
+__all__ = ["REASONING_FIELDS", "ChatChunks", "ChatCodec"]
+
+# Extra fields in which OpenAI-compatible servers send the model's reasoning as text.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+# Request parameters the guard reads, which `extra_body` must not replace.
+_READ = ("messages", "n", "stream", "modalities", "audio")
 
 
 def _tool_arguments(message: Any) -> list[str]:
@@ -35,8 +50,26 @@ def _tool_arguments(message: Any) -> list[str]:
     return texts
 
 
+def _reasoning(message: Any) -> list[str]:
+    """The reasoning text of a message or delta; a structured value is checked as JSON."""
+    values = (field(message, name) for name in REASONING_FIELDS)
+    return [v if isinstance(v, str) else json.dumps(v, default=str) for v in values if v is not None]
+
+
+def _without_reasoning(model: BaseModel) -> BaseModel:
+    """A copy of a message or delta without its reasoning fields (itself when it has none)."""
+    extra = model.__pydantic_extra__ or {}
+    if not set(REASONING_FIELDS) & set(extra) and not _reasoning(model):
+        return model
+    declared = {name: None for name in REASONING_FIELDS if name in type(model).model_fields}
+    copy = model.model_copy(update=declared)
+    copy.__pydantic_extra__ = {k: v for k, v in extra.items() if k not in REASONING_FIELDS}
+    return copy
+
+
 def _message_text(message: Any, sep: str) -> str:
-    parts = [field(message, "content"), field(message, "refusal"), *_tool_arguments(message)]
+    parts = [*_reasoning(message), field(message, "content"), field(message, "refusal")]
+    parts += _tool_arguments(message)
     return sep.join(p for p in parts if isinstance(p, str) and p)
 
 
@@ -45,21 +78,45 @@ class ChatCodec:
 
     name = "chat.completions"
 
+    def __init__(self, reasoning: Reasoning = "moderate") -> None:
+        self.reasoning = reasoning
+
     def conversation(self, kwargs: dict[str, Any]) -> list[Any]:
-        """The messages to check; pins them into `kwargs` so the checked list is what is sent."""
+        """The messages to check; pins them into `kwargs` so the checked list is what is sent.
+
+        Raises `MessageError` for a role that is not exactly one of OpenAI's, and when no
+        message has role `user`: nothing would be checked, so nothing is sent.
+        """
         messages = kwargs.get("messages")
         if not given(messages):
             raise ConfigError("chat.completions.create needs messages")
         kwargs["messages"] = as_sequence(messages, "messages")
+        roles = [message_role(m, n, CHAT_ROLES, "messages") for n, m in enumerate(kwargs["messages"])]
+        if "user" not in roles:
+            raise MessageError(
+                "messages has no message with role 'user', so the guard has nothing to check; "
+                "it sends nothing it has not checked"
+            )
         return kwargs["messages"]
 
     def should_check_input(self, conversation: list[Any]) -> bool:
-        return has_user_message(conversation)
+        return True  # `conversation` made sure there is a user message
 
-    def validate_stream(self, kwargs: Mapping[str, Any]) -> None:
+    def validate(self, kwargs: Mapping[str, Any]) -> None:
+        """`ConfigError` for requests whose output the guard could not check."""
+        check_extra_body(kwargs, _READ)
         n = kwargs.get("n")
-        if given(n) and n != 1:
+        if kwargs.get("stream") is True and given(n) and n != 1:
             raise ConfigError("guarded streaming supports n=1 only; stream one choice per call")
+        if given(kwargs.get("audio")) or "audio" in (kwargs.get("modalities") or ()):  # omit is falsy
+            raise ConfigError("audio output can't be checked; ask for text, or use client.unguarded")
+
+    def visible(self, completion: ChatCompletion) -> ChatCompletion:
+        """The completion as the caller may see it: without reasoning when it is stripped."""
+        if self.reasoning != "strip":
+            return completion
+        choices = [c.model_copy(update={"message": _without_reasoning(c.message)}) for c in completion.choices]
+        return completion.model_copy(update={"choices": choices})
 
     def outputs(self, completion: ChatCompletion) -> list[str]:
         return [_message_text(choice.message, "\n") for choice in completion.choices]
@@ -74,7 +131,7 @@ class ChatCodec:
                     update["function_call"] = None
                 if "parsed" in type(choice.message).model_fields:
                     update["parsed"] = None
-                message = choice.message.model_copy(update=update)
+                message = _without_reasoning(choice.message.model_copy(update=update))
                 choice = choice.model_copy(
                     update={"message": message, "finish_reason": "content_filter", "logprobs": None}
                 )
@@ -100,22 +157,31 @@ class ChatCodec:
 
     def chunks(self, kwargs: Mapping[str, Any]) -> ChatChunks:
         model = kwargs.get("model")
-        return ChatChunks(model if isinstance(model, str) else "")
+        return ChatChunks(model if isinstance(model, str) else "", strip=self.reasoning == "strip")
 
 
 class ChatChunks:
     """Per-stream reader of `ChatCompletionChunk`s; remembers the last chunk to refuse like it."""
 
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, *, strip: bool = False) -> None:
         self.last: ChatCompletionChunk | None = None
         self.model = model
+        self.strip = strip
+
+    def visible(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
+        """The chunk as the caller may see it: without reasoning when it is stripped."""
+        if not self.strip or not any(c.delta.model_extra for c in chunk.choices):
+            return chunk
+        choices = [c.model_copy(update={"delta": _without_reasoning(c.delta)}) for c in chunk.choices]
+        return chunk.model_copy(update={"choices": choices})
 
     def text(self, chunk: ChatCompletionChunk) -> str:
         self.last = chunk
         choices = chunk.choices
         if len(choices) == 1 and isinstance(choices[0], ChunkChoice):  # the common case, read directly
             delta = choices[0].delta
-            if delta.tool_calls is None and delta.function_call is None and delta.refusal is None:
+            plain = delta.tool_calls is None and delta.function_call is None and delta.refusal is None
+            if plain and not delta.model_extra:
                 return delta.content or ""
         return "".join(_message_text(choice.delta, "") for choice in choices)
 

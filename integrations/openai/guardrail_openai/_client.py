@@ -1,7 +1,9 @@
 """`GuardedOpenAI` and `AsyncGuardedOpenAI`: the user's client, wrapped by composition.
 
 Guarded: `chat.completions.create` and `.parse`, `responses.create` and `.parse` (streaming
-included for `create`). Everything else is the wrapped client's own attribute, unguarded.
+included for `create`). Of the wrapped client's other attributes, only those on the allow-list
+in `_access` are forwarded (embeddings, files, models, moderations, settings, ...): the rest
+raise `AttributeError` pointing to `client.unguarded`, the bypass on purpose.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import openai
 
 from guardrail import ConfigError, Guard, StreamMode, Verdict
 
+from guardrail_openai._access import CLIENT_ATTRIBUTES, not_guarded
 from guardrail_openai._chat import ChatCodec
-from guardrail_openai._options import GuardOptions, OnBlock
+from guardrail_openai._options import GuardOptions, OnBlock, Reasoning
 from guardrail_openai._resources import AsyncGuardedResource, GuardedResource
 from guardrail_openai._responses import ResponsesCodec
 
@@ -24,7 +27,7 @@ __all__ = ["AsyncGuardedOpenAI", "GuardedOpenAI"]
 
 
 class _Chat:
-    """`client.chat` with a guarded `completions`; other attributes forward."""
+    """`client.chat` with a guarded `completions` and nothing else."""
 
     def __init__(self, inner: Any, completions: Any) -> None:
         self._inner = inner
@@ -33,7 +36,7 @@ class _Chat:
     def __getattr__(self, name: str) -> Any:
         if name == "_inner":
             raise AttributeError(name)
-        return getattr(self._inner, name)
+        raise not_guarded(self, "chat", self._inner, name)
 
 
 class _Client:
@@ -50,6 +53,7 @@ class _Client:
         optimistic: bool = False,
         on_block: OnBlock = "raise",
         on_verdict: Callable[[Verdict], object] | None = None,
+        reasoning: Reasoning = "moderate",
     ) -> None:
         wanted = openai.OpenAI if self._sync else openai.AsyncOpenAI
         if not isinstance(client, wanted):
@@ -64,11 +68,11 @@ class _Client:
         self.guard = guard
         self.options = GuardOptions(
             stream_mode=stream_mode, every=every, unit=unit, optimistic=optimistic,
-            on_block=on_block, on_verdict=on_verdict,
+            on_block=on_block, on_verdict=on_verdict, reasoning=reasoning,
         )
         self._pool: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
-        self.chat = _Chat(client.chat, self._resource(client.chat.completions, ChatCodec()))
+        self.chat = _Chat(client.chat, self._resource(client.chat.completions, ChatCodec(reasoning)))
         self.responses = self._resource(client.responses, ResponsesCodec())
 
     def _resource(self, inner: Any, codec: Any) -> Any:
@@ -85,7 +89,9 @@ class _Client:
     def __getattr__(self, name: str) -> Any:
         if name == "unguarded":  # not set yet: a half-built object must not recurse
             raise AttributeError(name)
-        return getattr(self.unguarded, name)
+        if name in CLIENT_ATTRIBUTES:
+            return getattr(self.unguarded, name)
+        raise not_guarded(self, "", self.unguarded, name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.unguarded!r}, {self.guard!r})"
@@ -107,8 +113,12 @@ class GuardedOpenAI(_Client):
     ...     messages=[{"role": "user", "content": "hi"}])       # a real ChatCompletion  # doctest: +SKIP
 
     A blocked input or output raises `guardrail.Blocked` (or, with `on_block="refuse"` and for
-    `rewrite` policies, returns the refusal with finish reason `content_filter`). The guard's
-    options are this constructor's; OpenAI's keyword arguments pass through untouched.
+    `rewrite` policies, returns the refusal with finish reason `content_filter`). A request the
+    guard can't read for sure (a role not exactly OpenAI's, no user message) raises
+    `guardrail.MessageError` before anything is sent. The guard's options are this
+    constructor's (see `GuardOptions`); OpenAI's keyword arguments pass through untouched.
+    Attributes that could reach a model unguarded (`completions`, `beta`, `with_raw_response`,
+    ...) raise `AttributeError`; `client.unguarded` is the wrapped client, for bypassing on purpose.
     """
 
     _sync = True

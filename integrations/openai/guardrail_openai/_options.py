@@ -11,9 +11,10 @@ from typing import Literal
 
 from guardrail import ConfigError, StreamMode, Verdict, check_stream_options
 
-__all__ = ["GuardOptions", "OnBlock"]
+__all__ = ["GuardOptions", "OnBlock", "Reasoning"]
 
 OnBlock = Literal["raise", "refuse"]
+Reasoning = Literal["moderate", "strip"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,6 +34,11 @@ class GuardOptions:
     - `on_block`: `"raise"` raises `guardrail.Blocked` for `block` policies; `"refuse"` answers
       with the refusal (finish reason `content_filter`) as `rewrite` policies always do.
     - `on_verdict`: called with every input verdict and every final output verdict (flags too).
+    - `reasoning`: what happens to the reasoning text some servers add to chat completions
+      (`reasoning_content` or `reasoning` on a message or a stream delta, as vLLM and DeepSeek
+      send it): `"moderate"` (default) checks it as part of the answer, and holds it like
+      content in `hold` mode; `"strip"` removes it from what the caller gets, so it needs no
+      check. A refusal never carries it.
     """
 
     stream_mode: StreamMode | str = StreamMode.HOLD
@@ -41,6 +47,7 @@ class GuardOptions:
     optimistic: bool = False
     on_block: OnBlock = "raise"
     on_verdict: Callable[[Verdict], object] | None = None
+    reasoning: Reasoning = "moderate"
 
     def __post_init__(self) -> None:
         mode = check_stream_options(self.stream_mode, every=self.every, unit=self.unit)
@@ -51,6 +58,8 @@ class GuardOptions:
             raise ConfigError(f"on_block must be 'raise' or 'refuse', got {self.on_block!r}")
         if self.on_verdict is not None and not callable(self.on_verdict):
             raise ConfigError("on_verdict must be callable or None")
+        if self.reasoning not in ("moderate", "strip"):
+            raise ConfigError(f"reasoning must be 'moderate' or 'strip', got {self.reasoning!r}")
 
     def refuses(self, verdict: Verdict | None) -> bool:
         """True when the content must be replaced by the refusal; raises `Blocked` if asked to.

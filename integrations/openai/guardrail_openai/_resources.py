@@ -1,10 +1,10 @@
 """Guarded `chat.completions` and `responses` resources, sync and async.
 
 `create` (and `parse`) check the input, call the wrapped resource with the caller's keyword
-arguments untouched, and check the output (or return a moderated stream). Everything else is
-forwarded to the wrapped resource, except the helpers that would hand out unchecked output
-(`stream`, `with_raw_response`, `with_streaming_response`): those raise `AttributeError` and
-stay reachable through the client's `unguarded` attribute, on purpose.
+arguments untouched, and check the output (or return a moderated stream). Of the wrapped
+resource's other attributes only `delete` is forwarded (see `_access`): `stream`, `retrieve`,
+`with_raw_response` and the rest raise `AttributeError` and stay reachable through the
+client's `unguarded` attribute, on purpose.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ import openai
 
 from guardrail import Guard, StreamModerator, Verdict
 
+from guardrail_openai._access import RESOURCE_ATTRIBUTES, not_guarded
 from guardrail_openai._common import with_answer
 from guardrail_openai._options import GuardOptions
 from guardrail_openai._streams import AsyncCannedStream, AsyncGuardedStream, CannedStream, GuardedStream
 
 __all__ = ["AsyncGuardedResource", "GuardedResource"]
-
-UNGUARDED = frozenset({"stream", "with_raw_response", "with_streaming_response"})
 
 
 class _Shared:
@@ -40,14 +39,11 @@ class _Shared:
             self.parse = self._wrap(inner.parse)
 
     def __getattr__(self, name: str) -> Any:
-        if name in UNGUARDED:
-            raise AttributeError(
-                f"{self._codec.name}.{name} is not guarded; use create(stream=True), or "
-                f"client.unguarded.{self._codec.name}.{name} to bypass the guard on purpose"
-            )
-        if name == "_inner":  # not set yet: a half-built object must not recurse
+        if name in ("_inner", "_codec"):  # not set yet: a half-built object must not recurse
             raise AttributeError(name)
-        return getattr(self._inner, name)
+        if name in RESOURCE_ATTRIBUTES:
+            return getattr(self._inner, name)
+        raise not_guarded(self, self._codec.name, self._inner, name)
 
     def __repr__(self) -> str:
         return f"<guarded {self._codec.name} of {self._inner!r}>"
@@ -58,13 +54,13 @@ class _Shared:
 
     def _prepare(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[Any], bool, bool]:
         kwargs = dict(kwargs)
+        self._codec.validate(kwargs)
         conversation = self._codec.conversation(kwargs)
         streaming = kwargs.get("stream") is True
-        if streaming:
-            self._codec.validate_stream(kwargs)
         return kwargs, conversation, streaming, self._codec.should_check_input(conversation)
 
     def _output_turns(self, result: Any, conversation: list[Any]) -> list[list[Any]]:
+        """The turns the output check scores: `result` is what the caller may see of it."""
         return [with_answer(conversation, text) for text in self._codec.outputs(result)]
 
     def _apply(self, result: Any, verdicts: list[Verdict]) -> Any:
@@ -126,6 +122,7 @@ class GuardedResource(_Shared):
             result = method(**kwargs)
         if streaming:
             return GuardedStream(result, self._codec.chunks(kwargs), self._moderator(conversation), self._options)
+        result = self._codec.visible(result)
         return self._apply(result, [self._guard.check_output(t) for t in self._output_turns(result, conversation)])
 
 
@@ -166,5 +163,6 @@ class AsyncGuardedResource(_Shared):
             result = await method(**kwargs)
         if streaming:
             return AsyncGuardedStream(result, self._codec.chunks(kwargs), self._moderator(conversation), self._options)
+        result = self._codec.visible(result)
         turns = self._output_turns(result, conversation)
         return self._apply(result, [await self._guard.acheck_output(t) for t in turns])

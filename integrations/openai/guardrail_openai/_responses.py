@@ -2,9 +2,17 @@
 
 Pure like `_chat`. The user turn is the latest item of `input` with role `user` (or `input`
 itself when it is a string); `instructions` are the developer's and are not scored. The checked
-output text is every output message's text and refusal, function-call arguments and custom
-tool input, so tool arguments are moderated like text. A refusal is a genuine `Response` with
-status `incomplete` and `incomplete_details.reason == "content_filter"`.
+output text is every output message's text and refusal, reasoning text and summaries,
+function-call arguments and custom tool input, so tool arguments and reasoning are moderated
+like text. A refusal is a genuine `Response` with status `incomplete` and
+`incomplete_details.reason == "content_filter"`.
+
+Before sending, every message-shaped input item (no `type`, or `type: "message"`) must have a
+role that is exactly `user`, `system`, `developer` or `assistant`, and a bare string in the
+list is refused (`MessageError`); typed items such as `function_call_output` are not the user's
+words. A request with no user text is refused too, unless it continues a stored conversation
+(`previous_response_id` or `conversation`), whose user turn an earlier call sent: that is how
+tool outputs go back to the model.
 """
 
 from __future__ import annotations
@@ -26,7 +34,16 @@ from openai.types.responses import (
 )
 from openai.types.responses.response import IncompleteDetails
 
-from guardrail_openai._common import as_sequence, field, given, has_user_message
+from guardrail import MessageError
+from guardrail_openai._common import (
+    INPUT_ROLES,
+    as_sequence,
+    check_extra_body,
+    field,
+    given,
+    has_user_message,
+    message_role,
+)
 
 __all__ = ["ResponseEvents", "ResponsesCodec"]
 
@@ -43,8 +60,15 @@ TEXT_DELTAS = frozenset(
 )
 
 
+# Request parameters the guard reads, which `extra_body` must not replace.
+_READ = ("input", "stream", "previous_response_id", "conversation", "prompt")
+
+
 def _item_texts(item: Any) -> list[str]:
     kind = field(item, "type")
+    if kind == "reasoning":
+        parts = [*(field(item, "summary") or ()), *(field(item, "content") or ())]
+        return [t for t in (field(p, "text") for p in parts) if isinstance(t, str)]
     if kind == "message":
         texts = []
         for part in field(item, "content") or ():
@@ -79,24 +103,38 @@ class ResponsesCodec:
     name = "responses"
 
     def conversation(self, kwargs: dict[str, Any]) -> list[Any]:
-        """The input as messages; pins an iterable `input` into `kwargs` as the list checked."""
+        """The input's messages; pins an iterable `input` into `kwargs` as the list checked.
+
+        Raises `MessageError` for a message-shaped item without an exact role, and for a
+        request with no user text that does not continue a stored conversation.
+        """
         value = kwargs.get("input")
-        if not given(value):
-            return []  # e.g. a stored prompt or a conversation continued by id: no user turn here
         if isinstance(value, str):
             return [{"role": "user", "content": value}]
-        kwargs["input"] = as_sequence(value, "input")
-        return [
-            {"role": field(item, "role"), "content": field(item, "content")}
-            for item in kwargs["input"]
-            if isinstance(field(item, "role"), str)
+        items: list[Any] = []
+        if given(value):
+            items = kwargs["input"] = as_sequence(value, "input")
+        messages = [
+            {"role": message_role(item, n, INPUT_ROLES, "input"), "content": field(item, "content")}
+            for n, item in enumerate(items)
+            if field(item, "type") in (None, "message")  # a bare string is message-shaped too
         ]
+        continuing = given(kwargs.get("previous_response_id")) or given(kwargs.get("conversation"))
+        if not continuing and not has_user_message(messages):
+            raise MessageError(
+                "input has no user text, so the guard has nothing to check and sends nothing; "
+                "pass the user's words as input (a string or a message with role 'user')"
+            )
+        return messages
 
     def should_check_input(self, conversation: list[Any]) -> bool:
         return has_user_message(conversation)
 
-    def validate_stream(self, kwargs: Mapping[str, Any]) -> None:
-        return None
+    def validate(self, kwargs: Mapping[str, Any]) -> None:
+        check_extra_body(kwargs, _READ)
+
+    def visible(self, response: Response) -> Response:
+        return response  # reasoning items are always moderated (the `reasoning` option is chat's)
 
     def outputs(self, response: Response) -> list[str]:
         return ["\n".join(t for item in response.output for t in _item_texts(item) if t)]
@@ -133,6 +171,9 @@ class ResponseEvents:
         self.snapshot: Response | None = None
         self.sequence = -1
         self.output_index = -1
+
+    def visible(self, event: Any) -> Any:
+        return event
 
     def text(self, event: Any) -> str:
         self.sequence = max(self.sequence, getattr(event, "sequence_number", -1))

@@ -30,6 +30,8 @@ T = TypeVar("T")
 
 
 class Chunks(Protocol):
+    def visible(self, item: Any) -> Any: ...
+
     def text(self, item: Any) -> str: ...
 
     def is_tool_call(self, item: Any) -> bool: ...
@@ -47,6 +49,8 @@ class _Relay:
         self.done = False
 
     def text(self, item: Any) -> str:
+        """Queues what the caller may see of `item`; returns its text, to moderate."""
+        item = self.chunks.visible(item)
         text = self.chunks.text(item)
         self.offset += len(text)
         hold_to_end = self.moderator.mode is StreamMode.HOLD and self.chunks.is_tool_call(item)

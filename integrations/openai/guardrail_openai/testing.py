@@ -39,6 +39,9 @@ class FakeOpenAI:
     """Canned completions over HTTP. `reply` is a string or a function of the request body.
 
     `tool_call` (`{"name": ..., "arguments": ...}`) adds a function call after the text.
+    `reasoning` adds reasoning text before it: as the extra field `reasoning_field` of a chat
+    message and its stream deltas (`reasoning_content`, as vLLM and DeepSeek send it), and as a
+    `reasoning` item with that summary text in responses.
     `delay` (seconds) waits before answering (async clients only). `requests` records each
     request's path and JSON body; `events_sent` counts stream events the client pulled;
     `cancelled` counts async requests cancelled while waiting.
@@ -49,11 +52,15 @@ class FakeOpenAI:
         reply: str | Callable[[dict[str, Any]], str] = "Hello!",
         *,
         tool_call: dict[str, str] | None = None,
+        reasoning: str | None = None,
+        reasoning_field: str = "reasoning_content",
         delay: float = 0.0,
         model: str = "fake-model",
     ) -> None:
         self.reply = reply
         self.tool_call = tool_call
+        self.reasoning = reasoning
+        self.reasoning_field = reasoning_field
         self.delay = delay
         self.model = model
         self.requests: list[dict[str, Any]] = []
@@ -125,6 +132,8 @@ class FakeOpenAI:
 
     def _chat_completion(self, text: str, model: str) -> dict[str, Any]:
         message: dict[str, Any] = {"role": "assistant", "content": text}
+        if self.reasoning is not None:
+            message[self.reasoning_field] = self.reasoning
         if self.tool_call:
             message["tool_calls"] = self._tool_calls()
         return {
@@ -140,6 +149,7 @@ class FakeOpenAI:
                     "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         events = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({self.reasoning_field: piece}) for piece in _pieces(self.reasoning or "")]
         events += [chunk({"content": piece}) for piece in _pieces(text)]
         if self.tool_call:
             call = self.tool_call
@@ -156,10 +166,14 @@ class FakeOpenAI:
 
     # --- responses --------------------------------------------------------------------------------
     def _output(self, text: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = [{
+        items: list[dict[str, Any]] = []
+        if self.reasoning is not None:
+            items.append({"type": "reasoning", "id": "rs_fake", "status": "completed",
+                          "summary": [{"type": "summary_text", "text": self.reasoning}]})
+        items.append({
             "type": "message", "id": "msg_fake", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": []}],
-        }]
+        })
         if self.tool_call:
             items.append({"type": "function_call", "id": "fc_fake", "call_id": "call_1",
                           "name": self.tool_call["name"], "arguments": self.tool_call["arguments"],
@@ -174,30 +188,40 @@ class FakeOpenAI:
         }
 
     def _response_events(self, text: str, model: str) -> list[dict[str, Any]]:
-        message = self._output(text)[0]
-        started = {**message, "status": "in_progress", "content": []}
-        part = {"type": "output_text", "text": "", "annotations": []}
         events: list[dict[str, Any]] = [
             {"type": "response.created", "response": self._response(text, model, "in_progress", output=False)},
-            {"type": "response.output_item.added", "output_index": 0, "item": started},
-            {"type": "response.content_part.added", "output_index": 0, "item_id": "msg_fake",
-             "content_index": 0, "part": part},
         ]
-        events += [{"type": "response.output_text.delta", "output_index": 0, "item_id": "msg_fake",
-                    "content_index": 0, "delta": piece, "logprobs": []} for piece in _pieces(text)]
-        events += [
-            {"type": "response.output_text.done", "output_index": 0, "item_id": "msg_fake",
-             "content_index": 0, "text": text, "logprobs": []},
-            {"type": "response.content_part.done", "output_index": 0, "item_id": "msg_fake",
-             "content_index": 0, "part": {**part, "text": text}},
-            {"type": "response.output_item.done", "output_index": 0, "item": message},
-        ]
-        if self.tool_call:
-            call = self._output(text)[1]
-            events.append({"type": "response.output_item.added", "output_index": 1,
-                           "item": {**call, "arguments": "", "status": "in_progress"}})
-            events += [{"type": "response.function_call_arguments.delta", "output_index": 1,
-                        "item_id": "fc_fake", "delta": piece} for piece in _pieces(call["arguments"])]
-            events.append({"type": "response.output_item.done", "output_index": 1, "item": call})
+        for index, item in enumerate(self._output(text)):
+            events += self._item_events(item, index)
         events.append({"type": "response.completed", "response": self._response(text, model, "completed")})
         return [{**event, "sequence_number": n} for n, event in enumerate(events)]
+
+    def _item_events(self, item: dict[str, Any], index: int) -> list[dict[str, Any]]:
+        """`output_item.added`, the item's deltas, `output_item.done`."""
+        at = {"output_index": index, "item_id": item["id"]}
+        if item["type"] == "message":
+            text = item["content"][0]["text"]
+            part = {"type": "output_text", "text": "", "annotations": []}
+            started = {**item, "status": "in_progress", "content": []}
+            middle = [{"type": "response.content_part.added", **at, "content_index": 0, "part": part}]
+            middle += [{"type": "response.output_text.delta", **at, "content_index": 0, "delta": piece,
+                        "logprobs": []} for piece in _pieces(text)]
+            middle += [
+                {"type": "response.output_text.done", **at, "content_index": 0, "text": text, "logprobs": []},
+                {"type": "response.content_part.done", **at, "content_index": 0, "part": {**part, "text": text}},
+            ]
+        elif item["type"] == "reasoning":
+            text = item["summary"][0]["text"]
+            started = {**item, "status": "in_progress", "summary": []}
+            middle = [{"type": "response.reasoning_summary_text.delta", **at, "summary_index": 0, "delta": piece}
+                      for piece in _pieces(text)]
+            middle.append({"type": "response.reasoning_summary_text.done", **at, "summary_index": 0, "text": text})
+        else:
+            started = {**item, "arguments": "", "status": "in_progress"}
+            middle = [{"type": "response.function_call_arguments.delta", **at, "delta": piece}
+                      for piece in _pieces(item["arguments"])]
+        return [
+            {"type": "response.output_item.added", "output_index": index, "item": started},
+            *middle,
+            {"type": "response.output_item.done", "output_index": index, "item": item},
+        ]
