@@ -1,7 +1,9 @@
 """A fake OpenAI server for tests and offline examples: real HTTP bodies, real SSE streams.
 
 It answers `POST /chat/completions` and `POST /responses` (streaming or not) through an
-`httpx.MockTransport`, so the real `openai` client parses what it sends into real openai types.
+`httpx.MockTransport`, so the real `openai` client parses what it sends into real openai types;
+`serve()` answers the same over real HTTP on a loopback port, for clients built as users build
+them (`openai.OpenAI(base_url=...)`, the client's own HTTP stack).
 
 >>> server = FakeOpenAI("Hello there!")
 >>> client = server.client()
@@ -14,9 +16,12 @@ It answers `POST /chat/completions` and `POST /responses` (streaming or not) thr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -92,6 +97,41 @@ class FakeOpenAI:
         return openai.AsyncOpenAI(
             api_key="fake", base_url="http://fake/v1", http_client=http, max_retries=0, **kwargs
         )
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[str]:
+        """Serve over real HTTP on 127.0.0.1 (a free port); yields the base URL (`.../v1`).
+
+        >>> with FakeOpenAI("Hi!").serve() as base_url:                 # doctest: +SKIP
+        ...     openai.OpenAI(base_url=base_url, api_key="k").chat.completions.create(...)
+        """
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                length = int(self.headers.get("content-length") or 0)
+                request = httpx.Request("POST", f"http://fake{self.path}", content=self.rfile.read(length))
+                response = fake._respond(request, asynchronous=False)
+                body = b"".join(response.iter_bytes())
+                self.send_response(response.status_code)
+                self.send_header("content-type", response.headers.get("content-type", "application/json"))
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+        finally:
+            server.shutdown()
+            server.server_close()
 
     # --- HTTP ----------------------------------------------------------------------------------
     def _respond(self, request: httpx.Request, *, asynchronous: bool) -> httpx.Response:
