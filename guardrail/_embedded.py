@@ -174,9 +174,9 @@ class EmbeddedScorer:
             if self._scorer is None:
                 from guardrail._transformers import TransformersScorer
 
-                path = embedded_model_path(progress=True)
                 if self.adapter is not None and not Path(self.adapter).is_dir():
-                    raise ConfigError(f"adapter {self.adapter!r}: no such directory")
+                    raise ConfigError(f"model.adapter: {self.adapter!r}: no such directory")
+                path = embedded_model_path(progress=True)
                 self._scorer = TransformersScorer.from_pretrained(
                     str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter,
                     batching=self.batching,

@@ -86,6 +86,7 @@ BAD_CONFIGS = {  # how to make it, what the error says
     "directory": (lambda tmp: str(tmp), "is a directory"),
     "not-utf8": (not_utf8, "not UTF-8"),
     "missing-model": (lambda tmp: config(tmp, f"[model]\nname = '{tmp / 'absent'}'\n"), "model.name: can't load"),
+    "missing-adapter": (lambda tmp: config(tmp, "[model]\nadapter = 'absent'\n"), "model.adapter: "),
     "no-guideline": (lambda tmp: config(tmp, "[policies.spam]\naction = 'flag'\n"), "needs a guideline"),
     "no-stages": (lambda tmp: config(tmp, "[policies.hate]\nstages = []\n"), "stages: must be a non-empty list"),
 }
