@@ -14,6 +14,7 @@ from guardrail._config import Config, ModelConfig, load_config
 from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
 from guardrail._guard import Guard
 from guardrail._messages import Message, Turn, select_turn
+from guardrail._normalize import normalize_for_scoring
 from guardrail._policies import (
     BUILTIN_POLICIES,
     Action,
@@ -68,6 +69,7 @@ __all__ = [
     "content_hash",
     "format_guideline",
     "load_config",
+    "normalize_for_scoring",
     "otel_observer",
     "render_chat",
     "render_prompt",

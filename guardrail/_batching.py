@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from guardrail._exceptions import ConfigError, ScorerError
-from guardrail._scoring import ScoreRequest, Scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
 
 __all__ = ["BatchingScorer"]
 
@@ -223,6 +223,12 @@ class BatchingScorer:
         with self._lock:
             queue = self._queues.get(loop)
         return queue.queued if queue is not None else 0
+
+    def load(self) -> None:
+        load_scorer(self.inner)
+
+    async def aload(self) -> None:
+        await aload_scorer(self.inner)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return self.inner.score(requests)

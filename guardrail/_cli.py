@@ -4,7 +4,9 @@
     guardrail check --prompt "Hi" --response "Hello!"      # output stage
     guardrail check TEXT --policy hate --policy sexual --config guard.toml --json --show-prompt
 
-Exit status: 0 allowed (flags included), 1 blocked or rewritten, 2 bad usage or configuration.
+Exit status: 0 allowed (flags included), 1 blocked or rewritten, 2 bad usage, configuration or
+scorer error (a policy with `on_error = "raise"` whose score can't be had). A policy that fails
+closed (`on_error = "block"`, the default) blocks: 1, with the error in the output.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
 def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -> int:
     from guardrail._data import dataset_hash, load_labeled
 
+    guard = None
     try:
         config = load_config(args.config)
         every_policy = [p.name for p in config.policies]
@@ -124,9 +127,16 @@ def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -
             write_thresholds(args.config, calibrations, data=summary, all_policies=every_policy)
             out.write(f"wrote thresholds into {args.config}\n")
         return 0
-    except GuardrailError as exc:
-        print(f"guardrail: error: {exc}", file=sys.stderr)
-        return 2
+    except (GuardrailError, OSError) as exc:
+        return _error(exc)
+    finally:
+        if guard is not None:
+            guard.drain()
+
+
+def _error(exc: BaseException) -> int:
+    print(f"guardrail: error: {exc}", file=sys.stderr)
+    return 2
 
 
 def _messages(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[list[dict[str, str]], Stage]:
@@ -146,10 +156,14 @@ def _table(verdict_dict: dict, out: TextIO) -> None:
     rows = [("policy", "P(Yes)", "threshold", "decision")]
     for d in verdict_dict["decisions"]:
         decision = d["action"] if d["triggered"] else "allow"
-        rows.append((d["policy"], f"{d['score']:.4f}", f"{d['threshold']:.2f}", decision))
+        score = "error" if d["score"] is None else f"{d['score']:.4f}"
+        rows.append((d["policy"], score, f"{d['threshold']:.2f}", decision))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         out.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n")
+    for d in verdict_dict["decisions"]:
+        if "error" in d:
+            out.write(f"{d['policy']}: no score ({d['error']})\n")
     out.write(f"{verdict_dict['stage']}: {verdict_dict['outcome']}\n")
 
 
@@ -161,6 +175,7 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
     if args.command != "check":
         return _run_tool(args, scorer=scorer, out=out)
     messages, stage = _messages(args, parser)
+    guard = None
     try:
         config = load_config(args.config)
         if args.policy:
@@ -168,9 +183,11 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
         guard = config.build_guard(scorer=scorer)
         verdict = guard.check(messages, stage)
         requests = guard.requests(messages, stage) if args.show_prompt else []
-    except GuardrailError as exc:
-        print(f"guardrail: error: {exc}", file=sys.stderr)
-        return 2
+    except (GuardrailError, OSError) as exc:
+        return _error(exc)
+    finally:
+        if guard is not None:  # a timed-out forward still running at exit would abort the process
+            guard.drain()
     result = verdict.to_dict()
     # The model sees one BOS token before each prompt; long content gives one prompt per window.
     prompts = [(r.policy, "<bos>" + r.prompt) for r in requests]
@@ -178,7 +195,7 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
         if args.show_prompt:
             for decision in result["decisions"]:
                 decision["prompts"] = [text for name, text in prompts if name == decision["policy"]]
-        out.write(json.dumps(result, indent=2) + "\n")
+        out.write(json.dumps(result, indent=2, allow_nan=False) + "\n")
     else:
         if args.show_prompt:
             for name, text in prompts:

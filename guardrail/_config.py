@@ -22,6 +22,7 @@ budget = 5.0                 # seconds for a whole check, retries included (opti
 retries = 1                  # extra attempts after a scorer error
 window = 8000                # long content is scored in windows of this many characters ...
 overlap = 1000               # ... overlapping by this many; max over windows
+prompt_tail = 2000           # output checks see the last this-many characters of the prompt
 
 [policies.hate]              # a built-in: dangerous, harassment, hate, sexual, violence, obscenity
 threshold = 0.4
@@ -39,7 +40,10 @@ input_guideline = '"No PII": The prompt shall not contain ...'
 ```
 
 Precedence is flags > environment (`GUARDRAIL_MODEL`, `GUARDRAIL_DTYPE`, `GUARDRAIL_DEVICE_MAP`,
-`GUARDRAIL_MODEL_URL`; `GUARDRAIL_API_KEY` for a served model) > file > defaults. Every problem is a `ConfigError` naming the file and the key.
+`GUARDRAIL_MODEL_URL`; `GUARDRAIL_API_KEY` for a served model) > file > defaults. Every
+problem is a `ConfigError` naming the file and the key: an unreadable or non-UTF-8 file, a
+policy that is neither a built-in nor given a guideline, an empty `stages`, a model that can't
+be found (when `build_guard` builds it).
 """
 
 from __future__ import annotations
@@ -94,7 +98,10 @@ class ModelConfig:
     retries: int = 2
 
     def build_scorer(self) -> Scorer:
-        """The scorer this describes. Loading happens here or, for the embedded model, lazily."""
+        """The scorer this describes. Loading happens here or, for the embedded model, lazily.
+
+        A model that can't be found or loaded is a `ConfigError` naming `model.name`.
+        """
         if self.url is not None:
             return self._remote()
         if self.name == "embedded":
@@ -107,15 +114,21 @@ class ModelConfig:
                                   batching=self.batching)
         from guardrail._transformers import TransformersScorer
 
-        return TransformersScorer.from_pretrained(
-            self.name,
-            dtype=self.dtype,
-            device_map=self.device_map,
-            attn_implementation=self.attn_implementation,
-            adapter=self.adapter,
-            batch_size=self.batch_size,
-            batching=self.batching,
-        )
+        try:
+            return TransformersScorer.from_pretrained(
+                self.name,
+                dtype=self.dtype,
+                device_map=self.device_map,
+                attn_implementation=self.attn_implementation,
+                adapter=self.adapter,
+                batch_size=self.batch_size,
+                batching=self.batching,
+            )
+        except ConfigError:
+            raise
+        except (OSError, ValueError) as exc:  # a missing directory, an unknown hub id offline
+            adapter = f" with model.adapter {self.adapter!r}" if self.adapter else ""
+            raise ConfigError(f"model.name: can't load {self.name!r}{adapter}: {exc}") from exc
 
 
     def _remote(self) -> Scorer:
@@ -158,13 +171,12 @@ class Config:
     def build_guard(self, *, scorer: Scorer | None = None) -> Guard:
         from guardrail._guard import Guard
 
-        return Guard(
-            self.policies,
-            scorer=scorer or self.model.build_scorer(),
-            refusal=self.refusal,
-            windows=self.windows,
-            **self.guard,
-        )
+        if scorer is None:
+            try:
+                scorer = self.model.build_scorer()
+            except ConfigError as exc:
+                raise ConfigError(f"{self.source or 'config'}: {exc}") from exc
+        return Guard(self.policies, scorer=scorer, refusal=self.refusal, windows=self.windows, **self.guard)
 
     def select(self, names: list[str]) -> Config:
         """Only the named policies: configured ones first, else the built-ins of that name."""
@@ -217,8 +229,9 @@ def _policy(name: str, data: Mapping[str, Any], where: str, thresholds: Mapping[
     changes = {k: data[k] for k in ("threshold", "action", "stages", "on_error") if k in data}
     if "stages" in changes and (
         not isinstance(changes["stages"], list) or not all(isinstance(s, str) for s in changes["stages"])
+        or not changes["stages"]
     ):
-        raise ConfigError(f"{where}.stages: must be a list of 'input'/'output', got {changes['stages']!r}")
+        raise ConfigError(f"{where}.stages: must be a non-empty list of 'input'/'output', got {changes['stages']!r}")
     texts = {k: data[k] for k in ("input_guideline", "output_guideline") if k in data}
     if "description" in data:
         if texts:
@@ -227,6 +240,11 @@ def _policy(name: str, data: Mapping[str, Any], where: str, thresholds: Mapping[
         texts = {f"{s.value}_guideline": format_guideline(title, data["description"], s) for s in Stage}
     elif "title" in data:
         raise ConfigError(f"{where}.title: only used together with description")
+    elif not texts and name not in BUILTIN_POLICIES:
+        raise ConfigError(
+            f"{where}: {name!r} is not a built-in policy ({', '.join(BUILTIN_POLICIES)}), so it needs "
+            "a guideline: description (with an optional title), or input_guideline/output_guideline"
+        )
     try:
         if texts:
             return Policy(name=name, **texts, **changes)
@@ -246,6 +264,12 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             data = tomllib.loads(source.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"{source}: no such configuration file") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{source}: is a directory, not a configuration file") from None
+        except OSError as exc:
+            raise ConfigError(f"{source}: can't read the configuration file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{source}: not UTF-8 text (byte {exc.start}); TOML files are UTF-8") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     where = str(source or "config")
@@ -260,7 +284,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             model_data["adapter"] = str(source.parent / adapter)
     model = _model(model_data, f"{where}: model")
     guard = _table(data.get("guard", {}), f"{where}: guard")
-    _check_keys(guard, {"refusal", "timeout", "budget", "retries", "window", "overlap"}, f"{where}: guard")
+    _check_keys(guard, {"refusal", "timeout", "budget", "retries", "window", "overlap", "prompt_tail"}, f"{where}: guard")
     refusal = guard.pop("refusal", DEFAULT_REFUSAL)
     if not isinstance(refusal, str) or not refusal:
         raise ConfigError(f"{where}: guard.refusal: must be a non-empty string")
@@ -271,7 +295,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     if "retries" in guard:
         check_retries(f"{where}: guard.retries:", guard["retries"])
     try:
-        windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap))
+        windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap),
+                          prompt_tail=guard.pop("prompt_tail", Windows.prompt_tail))
     except ConfigError as exc:
         raise ConfigError(f"{where}: guard: {exc}") from None
     thresholds: Mapping[str, float] = {}

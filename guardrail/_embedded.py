@@ -140,7 +140,10 @@ def _convert(package: Any, target: Path, *, progress: bool) -> None:
 
 
 class EmbeddedScorer:
-    """The embedded default, loaded on first use (constructing it does no I/O).
+    """The embedded default, loaded by `load()` or on first use (constructing it does no I/O).
+
+    A `Guard` calls `load()` before a check's timed attempt, so loading (seconds; a minute the
+    first time, to convert the model) never counts against the guard's `timeout` or `budget`.
 
     `dtype` defaults to bfloat16, about 3x faster than float32 on CPUs with bf16 support.
     `adapter` is a PEFT adapter directory applied on top of the base model: by default the one
@@ -171,12 +174,22 @@ class EmbeddedScorer:
             if self._scorer is None:
                 from guardrail._transformers import TransformersScorer
 
+                if self.adapter is not None and not Path(self.adapter).is_dir():
+                    raise ConfigError(f"model.adapter: {self.adapter!r}: no such directory")
                 path = embedded_model_path(progress=True)
                 self._scorer = TransformersScorer.from_pretrained(
                     str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter,
                     batching=self.batching,
                 )
             return self._scorer
+
+    def load(self) -> None:
+        """Load the model now; idempotent and thread-safe."""
+        self.loaded  # noqa: B018 - the property loads
+
+    async def aload(self) -> None:
+        if self._scorer is None:
+            await asyncio.to_thread(self.load)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return self.loaded.score(requests)

@@ -1,8 +1,8 @@
 """The user-facing `Guard`: policies plus a scorer.
 
-The flow is `messages -> turn -> windows -> requests -> scores -> verdict -> observers`.
-Everything but the scorer call is pure and shared, so `check` and `acheck` differ only in how
-they wait for scores (a thread with a deadline, or `asyncio.wait_for`).
+The flow is `messages -> turn -> normalised turn -> windows -> requests -> scores -> verdict ->
+observers`. Everything but the scorer call is pure and shared, so `check` and `acheck` differ
+only in how they wait for scores (a thread with a deadline, or `asyncio.wait_for`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ import tenacity
 
 from guardrail._exceptions import ConfigError, ScorerError
 from guardrail._messages import Turn, select_turn
+from guardrail._normalize import scoring_turn
 from guardrail._policies import FailMode, Policy, Stage, as_stage, resolve_policies
-from guardrail._scoring import ScoreRequest, Scorer, ascore, score
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, ascore, load_scorer, score
 from guardrail._verdict import DEFAULT_REFUSAL, Verdict, decide, failed
 from guardrail._windows import Windows, window_turns
 
@@ -32,7 +33,7 @@ Observer = Callable[[Verdict], object]
 @dataclass(frozen=True)
 class _Plan:
     stage: Stage
-    turn: Turn
+    turn: Turn  # the caller's text, for the verdict; the requests score it normalised
     message_index: int
     policies: tuple[Policy, ...]
     requests: list[ScoreRequest]  # window-major: every policy for window 0, then window 1, ...
@@ -68,9 +69,16 @@ class Guard:
 
     Reliability options: `timeout` bounds each scorer call and `budget` the whole check, retries
     included (`retries` extra attempts on a `ScorerError`); when no score can be had, each
-    policy's `on_error` decides (block by default). Content longer than `windows.size`
-    characters is scored in overlapping windows, max over windows. `observers` are called with
-    every verdict (an audit log, metrics); an observer that raises fails the check.
+    policy's `on_error` decides (block by default). A scorer that loads lazily (`load()`, like
+    the embedded default) loads before the first check's timed attempt, outside `timeout` and
+    `budget`; `warm_up=True` (or `guard.warm_up()`) loads it now instead. A sync call that
+    timed out keeps running in a daemon thread; `drain()` waits for such calls before exit.
+
+    Content is scored normalised (`normalize_for_scoring`: invisible characters removed, NFKC,
+    lone surrogates replaced); verdicts keep the caller's text. Content longer than
+    `windows.size` characters is scored in overlapping windows, max over windows; output checks
+    see the tail of the prompt (`windows.prompt_tail`). `observers` are called with every
+    verdict (an audit log, metrics); an observer that raises fails the check.
     """
 
     def __init__(
@@ -84,6 +92,7 @@ class Guard:
         retries: int = 0,
         windows: Windows | None = Windows(),
         observers: Sequence[Observer] = (),
+        warm_up: bool = False,
     ) -> None:
         if scorer is None:  # the embedded default: base model, shipped adapter, its thresholds
             from guardrail._embedded import EmbeddedScorer, embedded_policies
@@ -106,6 +115,13 @@ class Guard:
         self.retries = check_retries("retries", retries)
         self.windows = windows
         self.observers = tuple(observers)
+        self._loaded = False
+        self._abandoned: set[threading.Thread] = set()
+        self._abandoned_lock = threading.Lock()
+        if not isinstance(warm_up, bool):
+            raise ConfigError(f"warm_up must be a bool, got {warm_up!r}")
+        if warm_up:
+            self.warm_up()
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.policies)
@@ -121,12 +137,47 @@ class Guard:
         """The scoring requests a check of `stage` would send: per window, one per policy."""
         return self._plan(messages, as_stage(stage)).requests
 
+    def warm_up(self) -> Guard:
+        """Load the scorer's model now rather than at the first check; returns the guard.
+
+        >>> guard = Guard(["hate"]).warm_up()     # the embedded model loads here  # doctest: +SKIP
+
+        Raises `ConfigError` when the model can't be found, `ScorerError` when loading fails.
+        """
+        if not self._loaded:
+            load_scorer(self.scorer)
+            self._loaded = True
+        return self
+
+    async def awarm_up(self) -> Guard:
+        """The async twin of `warm_up`: loads in a worker thread unless the scorer has `aload()`."""
+        if not self._loaded:
+            await aload_scorer(self.scorer)
+            self._loaded = True
+        return self
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait for scorer calls abandoned by a sync `timeout`; True when none is left running.
+
+        A timed-out call can't be interrupted: it finishes in its daemon thread. Call this
+        before the interpreter exits (the CLI does), or a native forward still running at exit
+        (torch) aborts the process.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._abandoned_lock:
+            workers = list(self._abandoned)
+        for worker in workers:
+            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        with self._abandoned_lock:
+            self._abandoned = {w for w in self._abandoned if w.is_alive()}
+            return not self._abandoned
+
     def _plan(self, messages: Any, stage: Stage) -> _Plan:
         turn, index = select_turn(messages, stage)
         policies = tuple(p for p in self.policies if p.applies_to(stage))
         requests = [
             ScoreRequest(turn=window, guideline=p.guideline(stage), policy=p.name)
-            for window in window_turns(turn, self.windows)
+            for window in window_turns(scoring_turn(turn), self.windows)
             for p in policies
         ]
         return _Plan(stage, turn, index, policies, requests)
@@ -164,10 +215,13 @@ class Guard:
             return score(self.scorer, requests)
         outcome: list[Any] = []
         # A daemon thread, so a scorer that hangs forever can't hold the process open.
-        worker = threading.Thread(target=lambda: outcome.append(_call(score, self.scorer, requests)), daemon=True)
+        worker = threading.Thread(target=lambda: outcome.append(_call(score, self.scorer, requests)), daemon=True,
+                                  name="guardrail-scorer")
         worker.start()
         worker.join(timeout)
         if not outcome:
+            with self._abandoned_lock:
+                self._abandoned = {w for w in self._abandoned if w.is_alive()} | {worker}
             raise ScorerError(f"{type(self.scorer).__name__} timed out after {timeout:.3g} s")
         return _unwrap(outcome[0])
 
@@ -183,8 +237,9 @@ class Guard:
 
     def check(self, messages: Any, stage: Stage | str) -> Verdict:
         plan = self._plan(messages, as_stage(stage))
-        deadline = self._deadline()
         try:
+            self.warm_up()  # outside the timeout and the budget
+            deadline = self._deadline()
             scores = self._retrying(tenacity.Retrying)(self._score, plan.requests, deadline)
         except ScorerError as exc:
             return self._verdict(plan, exc)
@@ -192,8 +247,9 @@ class Guard:
 
     async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
         plan = self._plan(messages, as_stage(stage))
-        deadline = self._deadline()
         try:
+            await self.awarm_up()  # outside the timeout and the budget
+            deadline = self._deadline()
             scores = await self._retrying(tenacity.AsyncRetrying)(self._ascore, plan.requests, deadline)
         except ScorerError as exc:
             return self._verdict(plan, exc)

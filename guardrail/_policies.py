@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from guardrail._exceptions import ConfigError
 
@@ -88,7 +88,8 @@ class Policy:
     >>> stricter = p.with_threshold(0.3)   # policies are immutable; this returns a new one
 
     A guideline is the text after `* ` in the ShieldGemma prompt. When `stages` is not given it
-    is every stage that has a guideline. `on_error` says what happens when no score can be had.
+    is every stage that has a guideline; given, it must name at least one stage. `on_error`
+    says what happens when no score can be had.
     """
 
     name: str
@@ -96,7 +97,7 @@ class Policy:
     output_guideline: str | None = None
     threshold: float = 0.5
     action: Action = Action.BLOCK
-    stages: frozenset[Stage] = field(default=frozenset())
+    stages: frozenset[Stage] = None  # type: ignore[assignment]  # None: every stage with a guideline
     on_error: FailMode = FailMode.BLOCK
 
     def __post_init__(self) -> None:
@@ -119,12 +120,16 @@ class Policy:
         object.__setattr__(self, "threshold", float(threshold))
         object.__setattr__(self, "action", _coerce(Action, self.action, f"{where}: action"))
         object.__setattr__(self, "on_error", _coerce(FailMode, self.on_error, f"{where}: on_error"))
-        stages = self.stages or frozenset(s for s in Stage if self._guideline_or_none(s))
+        stages = self.stages
+        if stages is None:
+            stages = frozenset(s for s in Stage if self._guideline_or_none(s))
+            if not stages:
+                raise ConfigError(f"{where}: needs at least one guideline")
         if isinstance(stages, (str, Stage)):
             stages = (stages,)
         stages = frozenset(_coerce(Stage, s, f"{where}: stages") for s in stages)
         if not stages:
-            raise ConfigError(f"{where}: needs at least one guideline")
+            raise ConfigError(f"{where}: stages must name at least one of 'input', 'output'")
         for stage in stages:
             if self._guideline_or_none(stage) is None:
                 raise ConfigError(f"{where}: applies to {stage.value} but has no {stage.value}_guideline")

@@ -233,6 +233,10 @@ class RemoteScorer:
                 )
             return self._vocab
 
+    def load(self) -> None:
+        """Load the tokenizer now (the guard calls this outside its timeout); idempotent."""
+        self._loaded()
+
     def _bodies(self, requests: Sequence[ScoreRequest]) -> list[dict[str, Any]]:
         from guardrail._tokens import encode_request
 

@@ -3,6 +3,10 @@
 A scorer is the only part of guardrail that touches a model. It knows nothing of thresholds or
 actions; those live in policies, so one loaded model serves every policy. Each request says which
 turn and which guideline it scores, so a backend can share work between requests on one turn.
+
+A scorer that loads its model lazily may also have `load()` (and `aload()`): idempotent and
+thread-safe. The guard calls it before a check's timed attempt, so loading never counts against
+`timeout` or `budget`.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from guardrail._messages import Turn
 from guardrail._policies import Stage
 from guardrail._prompts import render_prompt
 
-__all__ = ["AsyncScorer", "ScoreRequest", "Scorer", "ascore", "score"]
+__all__ = ["AsyncScorer", "ScoreRequest", "Scorer", "aload_scorer", "ascore", "load_scorer", "score"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +73,32 @@ def _checked(scores: object, expected: int) -> list[float]:
         if math.isnan(value) or not 0.0 <= value <= 1.0:
             raise ScorerError(f"scorer returned {value!r} for request {n}; P(Yes) must be in [0, 1]")
     return values
+
+
+def load_scorer(scorer: Scorer) -> None:
+    """Call the scorer's `load()` if it has one; failures other than ours become `ScorerError`."""
+    load = getattr(scorer, "load", None)
+    if load is None:
+        return
+    try:
+        load()
+    except GuardrailError:
+        raise
+    except Exception as exc:
+        raise ScorerError(f"{type(scorer).__name__} failed to load: {exc!r}") from exc
+
+
+async def aload_scorer(scorer: Scorer) -> None:
+    """The async twin of `load_scorer`: native `aload()`, else `load()` in a worker thread."""
+    native = getattr(scorer, "aload", None)
+    if native is None and getattr(scorer, "load", None) is None:
+        return
+    try:
+        await (native() if native is not None else asyncio.to_thread(scorer.load))  # type: ignore[attr-defined]
+    except GuardrailError:
+        raise
+    except Exception as exc:
+        raise ScorerError(f"{type(scorer).__name__} failed to load: {exc!r}") from exc
 
 
 def score(scorer: Scorer, requests: Sequence[ScoreRequest]) -> list[float]:

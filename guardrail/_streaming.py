@@ -1,13 +1,18 @@
 """Moderate a streamed response as it grows: one sans-IO core for every adapter.
 
-Text arrives as deltas. Every `every` characters (or stream chunks) the moderator checks the
-response so far, cut at a text boundary (whitespace or punctuation) so no word is split, and
-once more at the end. Modes:
+Text arrives as deltas. Once `every` characters (or stream chunks) have arrived since the last
+check, the moderator checks the response so far, cut after its last text boundary (whitespace or
+punctuation) so no word is split; text with no boundary at all (a URL, base64, a language
+written without spaces) is checked anyway, uncut, once `2 * every` units have piled up. One more
+check runs at the end. The work per delta is proportional to the delta, whatever the text.
+Modes:
 
 - `hold` (default): text is released only once a passing check covers it; nothing unchecked
   ever reaches the caller.
-- `stream_first`: text is released at once; on a violation the stream stops (within one check
-  window) and the adapter emits a refusal.
+- `stream_first`: text is released ahead of the checks, but never more than `every` units
+  (characters, or chunks) past the end of the last passing check; text beyond that waits for
+  the next check. On a violation the stream stops and the adapter emits a refusal, so at most
+  `every` units of the violating text have gone out.
 
 The checking logic is a generator that yields the text it wants checked and receives the
 verdict, so `feed` and `afeed` share it and differ only in how they call the guard.
@@ -24,6 +29,7 @@ verdict, so `feed` and `afeed` share it and differ only in how they call the gua
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -65,12 +71,8 @@ def check_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> St
     return checked
 
 
-def _boundary(text: str, start: int) -> int:
-    """The end of the last whole word in `text[start:]`, or `start` when there is none yet."""
-    for i in range(len(text) - 1, start - 1, -1):
-        if text[i].isspace() or (not text[i].isalnum() and text[i] not in "'_-"):
-            return i + 1
-    return start
+def _is_boundary(char: str) -> bool:
+    return char.isspace() or (not char.isalnum() and char not in "'_-")
 
 
 class StreamModerator:
@@ -100,20 +102,35 @@ class StreamModerator:
         self.stopped = False
         self.verdict: Verdict | None = None
         self.checks = 0
-        self._pending_chunks = 0
+        self._boundary = 0  # the end of the last whole word in `text`
+        self._chunk_ends: deque[int] = deque()  # ends of the chunks not wholly checked yet
 
     @property
     def refusal(self) -> str:
         return self.guard.refusal
 
+    @staticmethod
+    def _last_boundary(text: str, start: int, end: int) -> int:
+        """The end of the last whole word in `text[start:end]`, or 0 when there is none.
+
+        Called once per delta on the delta's own span, so the scan is linear in the stream.
+        """
+        for i in range(end - 1, start - 1, -1):
+            if _is_boundary(text[i]):
+                return i + 1
+        return 0
+
+    def _unchecked(self) -> int:
+        """Units (characters or chunks) not yet covered by a passing check."""
+        return len(self._chunk_ends) if self.unit == "chunks" else len(self.text) - self.checked
+
     def _due(self) -> int | None:
-        if self.unit == "chunks":
-            if self._pending_chunks < self.every:
-                return None
-        elif len(self.text) - self.checked < self.every:
+        unchecked = self._unchecked()
+        if unchecked < self.every:
             return None
-        cut = _boundary(self.text, self.checked)
-        return cut if cut > self.checked else None
+        if self._boundary > self.checked:
+            return self._boundary
+        return len(self.text) if unchecked >= 2 * self.every else None  # no boundary is coming
 
     def _check(self, upto: int) -> _Checks:
         verdict = yield self.text[:upto]
@@ -121,12 +138,22 @@ class StreamModerator:
         self.verdict = verdict
         if verdict.allowed:
             self.checked = upto
-            self._pending_chunks = 0
+            while self._chunk_ends and self._chunk_ends[0] <= upto:
+                self._chunk_ends.popleft()
         else:
             self.stopped = True
 
+    def _limit(self) -> int:
+        """How far text may be released: checked text, plus `every` units in stream_first."""
+        if self.mode is StreamMode.HOLD:
+            return self.checked
+        if self.unit == "chunks":
+            ahead = self._chunk_ends
+            return ahead[self.every - 1] if len(ahead) >= self.every else len(self.text)
+        return min(len(self.text), self.checked + self.every)
+
     def _release(self) -> StreamStep:
-        end = len(self.text) if self.mode is StreamMode.STREAM_FIRST else self.checked
+        end = self._limit()
         if self.stopped:
             end = self.released  # nothing more goes out once a violation is seen
         text, self.released = self.text[self.released : end], max(self.released, end)
@@ -137,8 +164,11 @@ class StreamModerator:
             raise TypeError(f"stream deltas must be str, got {type(delta).__name__}")
         if self.stopped:
             return StreamStep(text="", stopped=True, verdict=self.verdict)
+        start = len(self.text)
         self.text += delta
-        self._pending_chunks += 1
+        self._boundary = self._last_boundary(self.text, start, len(self.text)) or self._boundary
+        if delta:
+            self._chunk_ends.append(len(self.text))
         upto = self._due()
         if upto is not None:
             yield from self._check(upto)

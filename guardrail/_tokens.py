@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from guardrail._exceptions import ConfigError
@@ -9,6 +10,8 @@ from guardrail._prompts import content_spans
 from guardrail._scoring import ScoreRequest
 
 __all__ = ["answer_token_ids", "control_token_ids", "encode_prompt", "encode_request"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
@@ -49,9 +52,11 @@ def encode_request(tokenizer: Any, request: ScoreRequest, control_ids: frozenset
     """Like `encode_prompt`, but control tokens typed inside the content become plain text.
 
     The scaffolding's own `<start_of_turn>`/`<end_of_turn>` stay control tokens. Content without
-    control tokens (nearly all of it) encodes exactly as `apply_chat_template` would.
+    control tokens (nearly all of it) encodes exactly as `apply_chat_template` would. Any `str`
+    encodes: surrogates (which a guard's normalisation already removed) become U+FFFD, one
+    character each, so the content spans stay put.
     """
-    text = request.prompt
+    text = _SURROGATE.sub("\ufffd", request.prompt)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     spans = content_spans(request.turn)
     ids = [tokenizer.bos_token_id]

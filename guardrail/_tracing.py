@@ -23,7 +23,7 @@ from typing import Any
 
 from guardrail._audit import content_hash
 from guardrail._exceptions import ConfigError
-from guardrail._scoring import ScoreRequest, Scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
 from guardrail._verdict import Verdict
 
 __all__ = ["TracedScorer", "otel_observer"]
@@ -136,6 +136,12 @@ class TracedScorer:
             "guardrail.stages": sorted({r.stage.value for r in requests}),
         }
         return self._tracer.start_as_current_span("guardrail.score", attributes=attributes)
+
+    def load(self) -> None:
+        load_scorer(self.inner)
+
+    async def aload(self) -> None:
+        await aload_scorer(self.inner)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         with self._span(requests):

@@ -7,6 +7,7 @@ A `Decision` is one policy's reading of one turn. A `Verdict` collects them and 
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -131,6 +132,7 @@ class Verdict:
         return items
 
     def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: a score that could not be had is `None`, with its `error`."""
         return {
             "stage": self.stage.value,
             "outcome": self.outcome.value,
@@ -138,7 +140,7 @@ class Verdict:
             "decisions": [
                 {
                     "policy": d.policy,
-                    "score": d.score,
+                    "score": None if math.isnan(d.score) else d.score,
                     "threshold": d.threshold,
                     "action": d.action.value,
                     "triggered": d.triggered,

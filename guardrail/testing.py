@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from guardrail._messages import Turn
-from guardrail._scoring import ScoreRequest, Scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
 
 __all__ = ["FunctionScorer", "KeywordScorer", "RecordingScorer", "check_scorer_contract"]
 
@@ -72,6 +72,12 @@ class RecordingScorer:
         self.inner = inner
         self.batches: list[list[ScoreRequest]] = []
         self._lock = threading.Lock()
+
+    def load(self) -> None:
+        load_scorer(self.inner)
+
+    async def aload(self) -> None:
+        await aload_scorer(self.inner)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         with self._lock:

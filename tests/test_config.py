@@ -66,8 +66,12 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("[policies.hate]\nthreshold = 'high'\n", r"policies\.hate: .*threshold must be a number"),
         ("[policies.hate]\naction = 'explode'\n", r"policies\.hate: .*action must be one of"),
         ("[policies.hate]\ncolour = 'red'\n", r"policies\.hate: unknown key\(s\) colour"),
-        ("[policies.unknown]\nthreshold = 0.2\n", r"policies\.unknown: unknown built-in policy 'unknown'"),
-        ("[policies.hate]\nstages = 'input'\n", r"policies\.hate\.stages: must be a list"),
+        ("[policies.unknown]\nthreshold = 0.2\n", r"policies\.unknown: 'unknown' is not a built-in policy .* needs a guideline"),
+        ("[policies.spam]\naction = 'flag'\n", r"policies\.spam: .*needs a guideline: description .*input_guideline"),
+        ("[policies.hate]\nstages = 'input'\n", r"policies\.hate\.stages: must be a non-empty list"),
+        ("[policies.hate]\nstages = []\n", r"policies\.hate\.stages: must be a non-empty list"),
+        ("[policies.x]\ndescription = 'd'\nstages = []\n", r"policies\.x\.stages: must be a non-empty list"),
+        ("[guard]\nprompt_tail = -1\n", r"guard: windows\.prompt_tail must be a non-negative integer"),
         ("[policies.x]\ndescription = 'd'\ninput_guideline = 'g'\n", "either description or"),
         ("[model]\nbatch_size = 0\n", r"model\.batch_size: must be at least 1"),
         ("[model]\nbatching = 'yes'\n", r"model\.batching: must be a bool"),
@@ -87,6 +91,39 @@ def test_errors_name_the_file_and_the_key(tmp_path: Path, text: str, match: str)
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no such configuration file"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_a_directory_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, not a configuration file") as caught:
+        load_config(tmp_path)
+    assert str(tmp_path) in str(caught.value)
+
+
+def test_non_utf8_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "guard.toml"
+    path.write_bytes('[guard]\nrefusal = "Nein, daf\u00fcr nicht"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text") as caught:
+        load_config(path, environ={})
+    assert str(path) in str(caught.value)
+
+
+def test_a_missing_model_directory_is_a_config_error(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-model"
+    config = load_config(write(tmp_path, f"[model]\nname = '{missing}'\n"), environ={})
+    with pytest.raises(ConfigError, match=r"guard\.toml: model\.name: can't load .*no-such-model"):
+        config.build_guard()
+
+
+def test_empty_stages_is_an_error_in_python_too() -> None:
+    from guardrail import builtin_policy
+
+    with pytest.raises(ConfigError, match="stages must name at least one"):
+        builtin_policy("hate", stages=[])
+
+
+def test_prompt_tail_is_read_from_the_guard_table(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[guard]\nprompt_tail = 300\n"), environ={})
+    assert config.windows is not None and config.windows.prompt_tail == 300
 
 
 def test_select_and_build_guard(tmp_path: Path) -> None:

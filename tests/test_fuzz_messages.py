@@ -2,8 +2,8 @@
 
 The property: every input gives either a `Verdict` or a typed `MessageError`/`ConfigError`,
 never another exception; a verdict means every text part of the judged message (and, for the
-output stage, the whole user prompt) reached the scorer, every character of it in some window,
-for every policy; content that can't be scored (image, audio, file parts, wrong types) never
+output stage, the tail of the user prompt) reached the scorer, normalised, every character of it
+in some window, for every policy; content that can't be scored (image, audio, file parts, wrong types) never
 yields a verdict; and the sync and async paths agree.
 """
 
@@ -19,7 +19,18 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from guardrail import ConfigError, Guard, MessageError, Policy, ScoreRequest, Stage, Windows, builtin_policy
+from guardrail import (
+    ConfigError,
+    Guard,
+    MessageError,
+    Policy,
+    ScoreRequest,
+    Stage,
+    Windows,
+    builtin_policy,
+    normalize_for_scoring,
+)
+from guardrail._windows import prompt_tail
 
 EXAMPLES = 1500
 WINDOWS = Windows(size=2000, overlap=200)
@@ -189,10 +200,11 @@ def assert_sound(messages: Any, stage: Stage) -> str:
     calls = any(field(message, name) for name in CALL_FIELDS)
     pieces = [] if content is None and calls else text_pieces(content)
     assert pieces is not None, f"a verdict for content that can't be scored: {content!r}"
-    text = "\n".join(pieces)
+    text = normalize_for_scoring("\n".join(pieces))  # what the scorer is meant to see
     if calls:  # content is scored; tool calls are the subject of test_tool_calls_are_scored_or_refused
         windows = [judged(r) for r in sync_requests]
-        assert all(any(p in w for w in windows) for p in pieces if len(p) <= WINDOWS.overlap)
+        scored = [normalize_for_scoring(p) for p in pieces]
+        assert all(any(p in w for w in windows) for p in scored if len(p) <= WINDOWS.overlap)
         assert sync.blocked or "kill" not in text.lower()
     for policy in (p for p in POLICIES if p.applies_to(stage) and not calls):
         windows = [judged(r) for r in sync_requests if r.policy == policy.name]
@@ -201,7 +213,8 @@ def assert_sound(messages: Any, stage: Stage) -> str:
         users = [i for i in range(index) if field(items[i], "role") == "user"]
         prompt_pieces = text_pieces(field(items[users[-1]], "content")) if users else [""]
         assert prompt_pieces is not None, "a verdict with a user prompt that can't be scored"
-        assert all(r.turn.prompt == "\n".join(prompt_pieces) for r in sync_requests)
+        prompt = prompt_tail(normalize_for_scoring("\n".join(prompt_pieces)), WINDOWS.prompt_tail)
+        assert all(r.turn.prompt == prompt for r in sync_requests)
     if not calls:
         assert sync.blocked == ("kill" in text.lower()), "the verdict doesn't follow the scores"
     return "verdict"

@@ -307,6 +307,140 @@ class TestWindows:
         with pytest.raises(ConfigError, match="windows"):
             Windows(size=size, overlap=overlap)
 
+    def test_bad_prompt_tail(self) -> None:
+        from guardrail import Windows
+
+        for value in (-1, 2.5, True):
+            with pytest.raises(ConfigError, match="windows.prompt_tail"):
+                Windows(prompt_tail=value)
+
+    def test_the_output_stage_scores_the_tail_of_a_long_prompt(self) -> None:
+        from guardrail import Windows
+
+        class ContextLimited:
+            """Fails like a model over its context: prompts above 4,000 characters are errors."""
+
+            def score(self, requests):  # noqa: ANN001, ANN202
+                if any(len(r.prompt) > 4000 for r in requests):
+                    raise ScorerError("over the context")
+                return [0.9 if "vermin" in r.turn.response else 0.01 for r in requests]
+
+        prompt = self.BENIGN * 200 + "Now the closing question about the benches?"  # ~16,000 chars
+        recorder = RecordingScorer(ContextLimited())
+        guard = Guard(["harassment"], scorer=recorder, windows=Windows(prompt_tail=1000))
+        chat = [{"role": "user", "content": prompt}, {"role": "assistant", "content": "You are vermin."}]
+        verdict = guard.check_output(chat)
+        assert verdict.blocked and not verdict.errors  # scored, not failed over the context
+        (request,) = recorder.requests
+        tail = request.turn.prompt
+        assert prompt.endswith(tail) and 750 <= len(tail) <= 1000 and tail[0] != " "
+        assert prompt[len(prompt) - len(tail) - 1] == " "  # the tail starts at a word
+        assert verdict.turn.prompt == prompt  # the verdict keeps the whole prompt
+        inputs = [r.turn.prompt for r in guard.requests(prompt, "input")]  # the input stage judges all of it
+        assert len(inputs) == 3 and inputs[0].startswith(self.BENIGN) and inputs[-1].endswith("benches?")
+
+    def test_every_response_window_gets_the_same_prompt_tail(self) -> None:
+        from guardrail import Windows
+
+        recorder = RecordingScorer(KeywordScorer({}))
+        guard = Guard(["hate"], scorer=recorder, windows=Windows(size=2000, overlap=200, prompt_tail=50))
+        guard.check_output([{"role": "user", "content": "x" * 60 + " the real question"},
+                            {"role": "assistant", "content": self.BENIGN * 60}])
+        prompts = {r.turn.prompt for r in recorder.requests}
+        assert len(recorder.requests) > 2 and prompts == {"x" * 32 + " the real question"}
+
+    def test_prompt_tail_cuts_at_whitespace_when_one_is_near(self) -> None:
+        from guardrail._windows import prompt_tail
+
+        assert prompt_tail("alpha beta gamma delta", 12) == "gamma delta"
+        assert prompt_tail("alpha beta gamma delta", 11) == "gamma delta"  # already at a word
+        assert prompt_tail("short", 100) == "short" and prompt_tail("anything", 0) == ""
+        assert prompt_tail("a" * 100, 10) == "a" * 10  # no whitespace: a hard cut
+        assert prompt_tail("a b" + "c" * 100, 10) == "c" * 10  # whitespace too far back: a hard cut
+
+    def test_windows_none_scores_the_whole_prompt(self) -> None:
+        recorder = RecordingScorer(KeywordScorer({}))
+        prompt = self.BENIGN * 40
+        Guard(["hate"], scorer=recorder, windows=None).check_output(
+            [{"role": "user", "content": prompt}, {"role": "assistant", "content": "ok"}])
+        assert recorder.requests[0].turn.prompt == prompt
+
+
+class SlowLoad:
+    """A lazily loading scorer: `load()` takes `seconds`; scoring is instant."""
+
+    def __init__(self, seconds: float = 0.0, error: Exception | None = None) -> None:
+        self.seconds = seconds
+        self.error = error
+        self.loads = 0
+        self.is_loaded = False
+
+    def load(self) -> None:
+        import time
+
+        self.loads += 1
+        time.sleep(self.seconds)
+        if self.error is not None:
+            raise self.error
+        self.is_loaded = True
+
+    def score(self, requests):  # noqa: ANN001, ANN202
+        if not self.is_loaded:
+            raise RuntimeError("scored before load()")
+        return [0.01] * len(requests)
+
+
+class TestLoading:
+    def test_a_slow_load_does_not_count_against_timeout_or_budget(self) -> None:
+        scorer = SlowLoad(seconds=0.5)
+        guard = Guard(["hate"], scorer=scorer, timeout=0.1, budget=0.2)
+        verdict = guard.check_input("hello")
+        assert verdict.allowed and not verdict.errors and scorer.loads == 1
+        guard.check_input("again")
+        assert scorer.loads == 1
+
+    async def test_async_load_is_outside_the_timeout_too(self) -> None:
+        scorer = SlowLoad(seconds=0.5)
+        verdict = await Guard(["hate"], scorer=scorer, timeout=0.1).acheck_input("hello")
+        assert verdict.allowed and not verdict.errors and scorer.loads == 1
+
+    def test_warm_up_loads_at_construction_or_on_demand(self) -> None:
+        eager = SlowLoad()
+        Guard(["hate"], scorer=eager, warm_up=True)
+        assert eager.loads == 1
+        lazy = SlowLoad()
+        guard = Guard(["hate"], scorer=lazy)
+        assert lazy.loads == 0 and guard.warm_up() is guard and lazy.loads == 1
+        guard.warm_up()
+        assert lazy.loads == 1
+
+    def test_wrappers_forward_load(self) -> None:
+        from guardrail import BatchingScorer, TracedScorer
+
+        inner = SlowLoad()
+        Guard(["hate"], scorer=RecordingScorer(BatchingScorer(TracedScorer(inner))), warm_up=True)
+        assert inner.loads == 1
+
+    def test_a_failed_load_is_a_scorer_error_and_the_fail_mode_decides(self) -> None:
+        verdict = Guard(["hate"], scorer=SlowLoad(error=OSError("disk"))).check_input("x")
+        assert verdict.blocked and "failed to load" in verdict.errors[0].error
+        with pytest.raises(ScorerError, match="failed to load"):
+            Guard(["hate"], scorer=SlowLoad(error=OSError("disk")), warm_up=True)
+
+    def test_a_missing_model_is_a_config_error_not_a_verdict(self) -> None:
+        with pytest.raises(ConfigError, match="no model here"):
+            Guard(["hate"], scorer=SlowLoad(error=ConfigError("no model here"))).check_input("x")
+
+    def test_drain_waits_for_a_timed_out_call(self) -> None:
+        import threading
+
+        release = threading.Event()
+        guard = Guard(["hate"], scorer=FunctionScorer(lambda r: release.wait(5) and 0.01), timeout=0.05)
+        assert guard.check_input("x").errors
+        assert guard.drain(timeout=0.01) is False  # still running
+        release.set()
+        assert guard.drain() is True
+
 
 class TestAsync:
     CASES = [("input", CHAT[:4]), ("output", CHAT), ("input", "bake bread")]

@@ -145,3 +145,102 @@ def test_async_path_runs_under_a_running_loop() -> None:
         return out + (await moderator.afinish()).text
 
     assert asyncio.run(main()) == "".join(words(BENIGN))
+
+
+class CountingModerator(StreamModerator):
+    """Counts the characters the boundary scan is asked to inspect."""
+
+    inspected = 0
+
+    @staticmethod
+    def _last_boundary(text: str, start: int, end: int) -> int:
+        CountingModerator.inspected += end - start
+        return StreamModerator._last_boundary(text, start, end)
+
+
+@pytest.mark.parametrize("mode", ["hold", "stream_first"])
+def test_text_without_boundaries_is_checked_by_characters_in_linear_work(mode: str) -> None:
+    CountingModerator.inspected = 0
+    every, size = 200, 80_000
+    moderator = CountingModerator(guard(), CHAT, mode=mode, every=every)
+    released, cuts = 0, set()
+    for _ in range(0, size, 4):
+        step = moderator.feed("x" * 4)
+        released += len(step.text)
+        cuts.add(moderator.checked)
+        assert released <= moderator.checked + (every if mode == "stream_first" else 0)
+    assert CountingModerator.inspected == size  # each character looked at once
+    assert moderator.checks == size // (2 * every)  # a hard cut every 2 * every characters
+    assert cuts == set(range(0, size + 1, 2 * every))
+    assert released >= size - 2 * every  # released as it went, not only at the end
+    step = moderator.finish()
+    assert released + len(step.text) == size and not step.stopped
+
+
+def test_chunks_without_boundaries_are_checked_too() -> None:
+    moderator = StreamModerator(guard(), CHAT, every=5, unit="chunks")
+    released = "".join(moderator.feed("abcdefg").text for _ in range(30))
+    assert moderator.checks == 3 and released == "abcdefg" * 30  # every 2 * 5 chunks
+
+
+def test_one_early_boundary_then_none_cuts_there_then_by_characters() -> None:
+    moderator = StreamModerator(guard(), CHAT, every=10)
+    cuts = []
+    for delta in ["ab ", *["x" * 4] * 20]:
+        moderator.feed(delta)
+        cuts.append(moderator.checked)
+    assert sorted(set(cuts)) == [0, 3, 23, 43, 63, 83] and moderator.checks == 5
+
+
+def released_log(moderator: StreamModerator, deltas: list[str]) -> tuple[list[tuple[int, int]], bool]:
+    """After each step: (characters released so far, end of the last passing check)."""
+    released, log = 0, []
+    for delta in deltas:
+        step = moderator.feed(delta)
+        released += len(step.text)
+        log.append((released, moderator.checked))
+        if step.stopped:
+            return log, True
+    step = moderator.finish()
+    log.append((released + len(step.text), moderator.checked))
+    return log, step.stopped
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    cuts=st.lists(st.integers(min_value=0, max_value=2000), max_size=60),
+    every=st.integers(min_value=1, max_value=120),
+    spaces=st.booleans(),
+    at=st.integers(min_value=0, max_value=1500),
+)
+def test_stream_first_releases_at_most_every_characters_past_the_last_passing_check(
+    cuts: list[int], every: int, spaces: bool, at: int
+) -> None:
+    filler = (BENIGN * 20) if spaces else "y" * 2000
+    text = filler[:at] + "murder" + filler[at:]
+    points = sorted({0, len(text), *[min(c, len(text)) for c in cuts]})
+    deltas = [text[a:b] for a, b in zip(points, points[1:])]
+    moderator = StreamModerator(guard(), CHAT, mode="stream_first", every=every)
+    log, stopped = released_log(moderator, deltas)
+    assert stopped
+    assert all(released <= checked + every for released, checked in log)
+    assert log[-1][0] <= at + len("murder") - 1 + every  # the last passing check ends before the word
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=80),
+       every=st.integers(min_value=1, max_value=10), space=st.booleans())
+def test_stream_first_releases_at_most_every_chunks_past_the_last_passing_check(
+    sizes: list[int], every: int, space: bool
+) -> None:
+    deltas = ["z" * (n - 1) + (" " if space else "z") for n in sizes]
+    moderator = StreamModerator(guard(), CHAT, mode="stream_first", every=every, unit="chunks")
+    released, ends = 0, []
+    for delta in deltas:
+        released += len(moderator.feed(delta).text)
+        ends.append(len(moderator.text))
+        ahead = [end for end in ends if end > moderator.checked]  # chunks not wholly checked
+        limit = ahead[every - 1] if len(ahead) >= every else len(moderator.text)
+        assert released <= limit
+    released += len(moderator.finish().text)
+    assert released == sum(sizes)
