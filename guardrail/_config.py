@@ -103,7 +103,7 @@ class ModelConfig:
         A model that can't be found or loaded is a `ConfigError` naming `model.name`.
         """
         if self.url is not None:
-            return self._remote()
+            return self._remote(self.url)
         if self.name == "embedded":
             if self.attn_implementation:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
@@ -131,7 +131,7 @@ class ModelConfig:
             raise ConfigError(f"model.name: can't load {self.name!r}{adapter}: {exc}") from exc
 
 
-    def _remote(self) -> Scorer:
+    def _remote(self, url: str) -> Scorer:
         from guardrail._remote import RemoteScorer
 
         local_only = [k for k in ("device_map", "adapter", "attn_implementation") if getattr(self, k)]
@@ -146,7 +146,7 @@ class ModelConfig:
         else:
             tokenizer = self.name
         return RemoteScorer(
-            self.url,
+            url,
             tokenizer=tokenizer,
             model=None if self.name == "embedded" else self.name,
             api_key=os.environ.get("GUARDRAIL_API_KEY"),
@@ -210,9 +210,12 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     fields = {f.name: f.type for f in dataclasses.fields(ModelConfig)}
     _check_keys(data, set(fields), where)
     for key, value in data.items():
-        wanted = {"batch_size": int, "retries": int, "timeout": (int, float), "batching": bool}.get(key, str)
+        types: dict[str, type | tuple[type, ...]] = {
+            "batch_size": int, "retries": int, "timeout": (int, float), "batching": bool
+        }
+        wanted = types.get(key, str)
         if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
-            name = "number" if key == "timeout" else wanted.__name__
+            name = "number" if isinstance(wanted, tuple) else wanted.__name__
             raise ConfigError(f"{where}.{key}: must be a {name}, got {value!r}")
     if data.get("timeout", 1) <= 0 or data.get("retries", 0) < 0:
         raise ConfigError(f"{where}: timeout must be positive and retries non-negative")

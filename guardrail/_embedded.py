@@ -118,7 +118,7 @@ def _convert(package: Any, target: Path, *, progress: bool) -> None:
     say(f"converting the embedded Gemma 3 270M once into {target} (about a minute)")
     staging = target.with_name(target.name + f".tmp{os.getpid()}")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(
+    model: Any = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
     )
     # The weights are dense after loading; only the GGUF bookkeeping blocks save_pretrained.
@@ -196,5 +196,7 @@ class EmbeddedScorer:
 
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """Loads in a worker thread on first use; concurrent calls are batched (see `TransformersScorer`)."""
-        scorer = self._scorer or await asyncio.to_thread(lambda: self.loaded)
+        scorer = self._scorer
+        if scorer is None:
+            scorer = await asyncio.to_thread(lambda: self.loaded)
         return await scorer.ascore(requests)

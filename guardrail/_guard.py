@@ -183,7 +183,7 @@ class Guard:
         return _Plan(stage, turn, index, policies, requests)
 
     def _verdict(self, plan: _Plan, scores: Sequence[float] | ScorerError) -> Verdict:
-        common = dict(stage=plan.stage, turn=plan.turn, message_index=plan.message_index,
+        common: dict[str, Any] = dict(stage=plan.stage, turn=plan.turn, message_index=plan.message_index,
                       policies=plan.policies, refusal=self.refusal)
         if isinstance(scores, ScorerError):
             verdict = failed(error=str(scores), **common)
@@ -198,7 +198,7 @@ class Guard:
         return verdict
 
     def _retrying(self, kind: type[tenacity.BaseRetrying]) -> tenacity.BaseRetrying:
-        stop = tenacity.stop_after_attempt(self.retries + 1)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.retries + 1)
         if self.budget is not None:
             stop |= tenacity.stop_after_delay(self.budget)
         return kind(stop=stop, retry=tenacity.retry_if_exception_type(ScorerError), reraise=True)

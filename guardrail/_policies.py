@@ -12,6 +12,7 @@ import enum
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from guardrail._exceptions import ConfigError
 
@@ -140,10 +141,10 @@ class Policy:
 
     def guideline(self, stage: Stage | str) -> str:
         """The guideline text for `stage` (raises `ConfigError` if the policy has none)."""
-        stage = _coerce(Stage, stage, "stage")
-        text = self._guideline_or_none(stage)
+        checked: Stage = _coerce(Stage, stage, "stage")
+        text = self._guideline_or_none(checked)
         if text is None:
-            raise ConfigError(f"policy {self.name!r} has no {stage.value} guideline")
+            raise ConfigError(f"policy {self.name!r} has no {checked.value} guideline")
         return text
 
     def applies_to(self, stage: Stage | str) -> bool:
@@ -221,7 +222,7 @@ BUILTIN_POLICIES: Mapping[str, Policy] = {
 """The six ShieldGemma harms, threshold 0.5, action `block`, both stages."""
 
 
-def builtin_policy(name: str, **changes: object) -> Policy:
+def builtin_policy(name: str, **changes: Any) -> Policy:
     """A built-in policy by name, with fields replaced: `builtin_policy("hate", threshold=0.3)`."""
     try:
         policy = BUILTIN_POLICIES[name]

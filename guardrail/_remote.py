@@ -28,7 +28,7 @@ import asyncio
 import math
 import os
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -137,7 +137,7 @@ def _payload(response: httpx.Response) -> Any:
         raise ScorerError(f"the response is not valid JSON ({exc})") from None
 
 
-async def _held(client: httpx.AsyncClient) -> AsyncIterator[httpx.AsyncClient]:
+async def _held(client: httpx.AsyncClient) -> AsyncGenerator[httpx.AsyncClient, None]:
     """Keeps `client` open for its event loop's life: loops close it when they finalize async generators."""
     try:
         yield client
@@ -201,7 +201,7 @@ class RemoteScorer:
         self._tokenizer_source = tokenizer
         self._vocab: _Vocab | None = None
         self._client: httpx.Client | None = None
-        self._async: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncIterator[Any]]] = {}
+        self._async: dict[asyncio.AbstractEventLoop, tuple[httpx.AsyncClient, AsyncGenerator[Any, None]]] = {}
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:

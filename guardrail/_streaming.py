@@ -132,7 +132,7 @@ class StreamModerator:
             return self._boundary
         return len(self.text) if unchecked >= 2 * self.every else None  # no boundary is coming
 
-    def _check(self, upto: int) -> _Checks:
+    def _check(self, upto: int) -> Generator[str, Verdict, None]:
         verdict = yield self.text[:upto]
         self.checks += 1
         self.verdict = verdict

@@ -161,7 +161,7 @@ class TransformersScorer:
             with warnings.catch_warnings():
                 # peft 0.21 calls a transformers 5 deprecated alias; nothing for us to change.
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
-                model = PeftModel.from_pretrained(model, adapter)
+                model = PeftModel.from_pretrained(model, adapter)  # type: ignore[assignment]
         return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix, batching=batching)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:

@@ -6,7 +6,7 @@ The sync and async functions below differ only in how they call the guard and th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +120,7 @@ def _moderate(g: Guarding, relay: StreamRelay, upstream: Iterator[Any]) -> Itera
     yield from relay.end(g.guard.check_output(extra) if extra is not None else None)
 
 
-async def _amoderate(g: Guarding, relay: StreamRelay, upstream: AsyncIterator[Any]) -> AsyncIterator[Any]:
+async def _amoderate(g: Guarding, relay: StreamRelay, upstream: AsyncIterator[Any]) -> AsyncGenerator[Any, None]:
     async for chunk in upstream:
         delta = relay.accept(chunk)
         if delta is not None:

@@ -71,7 +71,7 @@ class StreamRelay:
             self.fed = True
             self._id = self._id or chunk.id
             rest = chunk.model_copy(update={"content": ""})
-            self._held = rest if self._held is None else self._held + rest
+            self._held = rest if self._held is None else self._held + rest  # type: ignore[assignment]
             return text_of(chunk.content)
         self._opaque.append(chunk)
         self._opaque_total = _add(self._opaque_total, chunk)

@@ -70,7 +70,7 @@ class GuardedRunnable(Runnable[Any, Any]):
             input_key=input_key,
             check_input=check_input,
             check_output=check_output,
-            stream_mode=stream_mode,  # type: ignore[arg-type]  (validated there)
+            stream_mode=stream_mode,  # type: ignore[arg-type]  # validated there
             every=every,
             unit=unit,
             optimistic=optimistic,

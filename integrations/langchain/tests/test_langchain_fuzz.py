@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import pytest
-from guardrail import Blocked, ConfigError, Guard, MessageError, ScoreRequest
+from guardrail import Blocked, ConfigError, Guard, MessageError, ScoreRequest, normalize_for_scoring
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage, ToolMessage
@@ -151,7 +151,7 @@ def test_inputs_give_a_verdict_on_all_their_text_or_a_typed_error(case: Piece) -
     assert case.pieces is not None, f"a verdict for input that can't be scored: {case.value!r}"
     (text,) = judged_text(scorer)  # no windows: one judged text, scored by every policy
     assert len(scorer.requests) == 2
-    assert all(piece in text for piece in case.pieces), "text of the latest user turn was not scored"
+    assert all(normalize_for_scoring(piece) in text for piece in case.pieces), "text of the latest user turn was not scored"
     if any("kill" in piece.lower() for piece in case.pieces):
         assert verdict.blocked
 
@@ -179,7 +179,7 @@ def ai_messages(draw: st.DrawFn) -> Piece:
 
 
 def _has_kill(case: Piece) -> bool:
-    return any("kill" in piece.lower() for piece in case.pieces or [])
+    return any("kill" in normalize_for_scoring(piece).lower() for piece in case.pieces or [])
 
 
 @FUZZ
@@ -195,7 +195,7 @@ def test_outputs_give_a_verdict_on_text_and_tool_calls_or_a_typed_error(case: Pi
     event("blocked" if verdict.blocked else "allowed")
     assert case.pieces is not None, f"a verdict for output that can't be scored: {case.value!r}"
     (text,) = judged_text(scorer)
-    assert all(piece in text for piece in case.pieces), "output text or a tool call was not scored"
+    assert all(normalize_for_scoring(piece) in text for piece in case.pieces), "output text or a tool call was not scored"
     assert verdict.blocked == _has_kill(case)
 
 

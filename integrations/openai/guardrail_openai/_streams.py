@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator
 from types import TracebackType
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -107,7 +107,7 @@ class GuardedStream(_Base[T]):
         super().__init__(upstream, chunks, moderator, options)
         self._iterator = self._run()
 
-    def _run(self) -> Iterator[T]:
+    def _run(self) -> Generator[T, None, None]:
         relay, moderator = self._relay, self.moderator
         try:
             for item in self.upstream:
@@ -143,7 +143,7 @@ class AsyncGuardedStream(_Base[T]):
         super().__init__(upstream, chunks, moderator, options)
         self._iterator = self._run()
 
-    async def _run(self) -> AsyncIterator[T]:
+    async def _run(self) -> AsyncGenerator[T, None]:
         relay, moderator = self._relay, self.moderator
         try:
             async for item in self.upstream:

@@ -90,12 +90,13 @@ class FakeOpenAI:
 
     def client(self, **kwargs: Any) -> openai.OpenAI:
         http = httpx.Client(transport=self.transport())
-        return openai.OpenAI(api_key="fake", base_url="http://fake/v1", http_client=http, max_retries=0, **kwargs)
+        # openai 3.x types its client as httpx2's; httpx's has the same interface and works.
+        return openai.OpenAI(api_key="fake", base_url="http://fake/v1", http_client=http, max_retries=0, **kwargs)  # type: ignore[arg-type]
 
     def async_client(self, **kwargs: Any) -> openai.AsyncOpenAI:
         http = httpx.AsyncClient(transport=self.async_transport())
         return openai.AsyncOpenAI(
-            api_key="fake", base_url="http://fake/v1", http_client=http, max_retries=0, **kwargs
+            api_key="fake", base_url="http://fake/v1", http_client=http, max_retries=0, **kwargs  # type: ignore[arg-type]
         )
 
     @contextlib.contextmanager
