@@ -3,6 +3,7 @@
     guardrail check "How do I bake bread?"                 # input stage
     guardrail check --prompt "Hi" --response "Hello!"      # output stage
     guardrail check TEXT --policy hate --policy sexual --config guard.toml --json --show-prompt
+    guardrail serve --config guard.toml                    # the HTTP service (guardrail[serve])
 
 Exit status: 0 allowed (flags included), 1 blocked or rewritten, 2 bad usage, configuration or
 scorer error (a policy with `on_error = "raise"` whose score can't be had). A policy that fails
@@ -41,7 +42,33 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--show-prompt", action="store_true",
                        help="print the exact prompt sent to the model for each policy")
     _add_tool_parsers(commands)
+    _add_serve_parser(commands)
     return parser
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser("serve", help="run the HTTP service (moderations, checks, LiteLLM guardrail API)")
+    serve.add_argument("--config", metavar="FILE", help="a TOML configuration file ([serve] holds the service keys)")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8080)")
+    serve.add_argument("--allow-remote", action="store_true", default=None,
+                       help="without API keys, answer non-loopback clients too")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+
+
+def _serve(args: argparse.Namespace, *, scorer: Scorer | None) -> int:
+    try:
+        from guardrail.serve import serve
+    except ImportError as exc:  # the web stack is an extra
+        print(f"guardrail: error: {exc.name} is missing; install guardrail[serve]", file=sys.stderr)
+        return 2
+    try:
+        serve(args.config, host=args.host, port=args.port, allow_remote=args.allow_remote, scorer=scorer,
+              log_level=args.log_level)
+    except GuardrailError as exc:
+        print(f"guardrail: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
@@ -172,6 +199,8 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
     out = out or sys.stdout
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args, scorer=scorer)
     if args.command != "check":
         return _run_tool(args, scorer=scorer, out=out)
     messages, stage = _messages(args, parser)

@@ -71,7 +71,7 @@ if TYPE_CHECKING:
     from guardrail._guard import Guard
     from guardrail._scoring import Scorer
 
-__all__ = ["Config", "ModelConfig", "load_config"]
+__all__ = ["Config", "ModelConfig", "load_config", "load_serve_table"]
 
 _ENV = {
     "GUARDRAIL_MODEL": "name",
@@ -276,7 +276,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     where = str(source or "config")
-    _check_keys(data, {"model", "guard", "policies"}, where)
+    _check_keys(data, {"model", "guard", "policies", "serve"}, where)  # serve: load_serve_table
     model_data = _table(data.get("model", {}), f"{where}: model")
     for variable, key in _ENV.items():
         if environ.get(variable):
@@ -323,3 +323,27 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         source=source,
         default_thresholds=thresholds,
     )
+
+
+def load_serve_table(path: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The `[serve]` table for `guardrail serve` (empty without a file or a table), then the
+    environment: `GUARDRAIL_SERVE_API_KEYS` (comma-separated) replaces `api_keys`.
+
+    Only the table's shape is checked here; `guardrail.serve.ServeSettings.from_table`
+    validates the keys, so this module needs no web dependency.
+    """
+    environ = os.environ if environ is None else environ
+    table: dict[str, Any] = {}
+    if path is not None:
+        source = Path(path)
+        try:
+            data = tomllib.loads(source.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+        table = _table(data.get("serve", {}), f"{source}: serve")
+    keys = environ.get("GUARDRAIL_SERVE_API_KEYS")
+    if keys:
+        table["api_keys"] = [k.strip() for k in keys.split(",") if k.strip()]
+    return table
