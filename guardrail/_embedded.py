@@ -194,6 +194,12 @@ class EmbeddedScorer:
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         return self.loaded.score(requests)
 
+    def stream_scorer(self) -> Any:
+        """Incremental scoring for one streamed answer (see `TransformersScorer.stream_scorer`)."""
+        from guardrail._incremental import LazyStreamScorer
+
+        return LazyStreamScorer(lambda: self.loaded.stream_scorer())
+
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
         """Loads in a worker thread on first use; concurrent calls are batched (see `TransformersScorer`)."""
         scorer = self._scorer

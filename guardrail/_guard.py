@@ -8,6 +8,7 @@ only in how they wait for scores (a thread with a deadline, or `asyncio.wait_for
 from __future__ import annotations
 
 import asyncio
+import copy
 import math
 import threading
 import time
@@ -115,6 +116,7 @@ class Guard:
         self.retries = check_retries("retries", retries)
         self.windows = windows
         self.observers = tuple(observers)
+        self._stream = False  # a `for_stream()` copy, owning its per-stream scorer
         self._loaded = False
         self._abandoned: set[threading.Thread] = set()
         self._abandoned_lock = threading.Lock()
@@ -155,6 +157,28 @@ class Guard:
             await aload_scorer(self.scorer)
             self._loaded = True
         return self
+
+    def for_stream(self) -> Guard:
+        """This guard for the checks of one streamed answer.
+
+        When the scorer offers `stream_scorer()` (local transformers models), the copy scores
+        with a per-stream scorer that keeps the answer's KV cache between checks, so each check
+        reads only the new text; otherwise it is this guard. `StreamModerator` uses it and closes
+        the stream scorer when the stream ends (`close_stream`).
+        """
+        make = getattr(self.scorer, "stream_scorer", None)
+        if make is None:
+            return self
+        twin = copy.copy(self)
+        twin.scorer = make()
+        twin._loaded = False  # the stream scorer loads (the model, once) outside the timeout too
+        twin._stream = True
+        return twin
+
+    def close_stream(self) -> None:
+        """Free the per-stream scorer of a `for_stream()` copy; nothing for any other guard."""
+        if self._stream:
+            self.scorer.close()  # type: ignore[attr-defined]  # the stream scorer for_stream made
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait for scorer calls abandoned by a sync `timeout`; True when none is left running.

@@ -93,6 +93,7 @@ class StreamModerator:
     ) -> None:
         self.mode = check_stream_options(mode, every=every, unit=unit)
         self.guard = guard
+        self._checker = guard.for_stream()  # incremental scoring where the scorer offers it
         self.messages = list(messages)
         self.every = every
         self.unit = unit
@@ -142,6 +143,7 @@ class StreamModerator:
                 self._chunk_ends.popleft()
         else:
             self.stopped = True
+            self._checker.close_stream()  # no more checks: free the stream's scoring cache
 
     def _limit(self) -> int:
         """How far text may be released: checked text, plus `every` units in stream_first."""
@@ -177,13 +179,14 @@ class StreamModerator:
     def _finish(self) -> _Checks:
         if not self.stopped and (self.checked < len(self.text) or self.checks == 0):
             yield from self._check(len(self.text))
+        self._checker.close_stream()
         return self._release()
 
     def _drive(self, steps: _Checks) -> StreamStep:
         try:
             text = next(steps)
             while True:
-                text = steps.send(self.guard.check_output(self._as_messages(text)))
+                text = steps.send(self._checker.check_output(self._as_messages(text)))
         except StopIteration as done:
             return done.value
 
@@ -191,7 +194,7 @@ class StreamModerator:
         try:
             text = next(steps)
             while True:
-                text = steps.send(await self.guard.acheck_output(self._as_messages(text)))
+                text = steps.send(await self._checker.acheck_output(self._as_messages(text)))
         except StopIteration as done:
             return done.value
 

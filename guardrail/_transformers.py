@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from guardrail._exceptions import ConfigError, ScorerError
+from guardrail._incremental import StreamCaches, StreamScorer
 from guardrail._scoring import ScoreRequest
 from guardrail._tokens import answer_token_ids, control_token_ids, encode_request
 
@@ -113,6 +114,7 @@ class TransformersScorer:
         self._input_device = model.get_input_embeddings().weight.device
         self._control_ids = control_token_ids(tokenizer)
         self._lock = threading.Lock()
+        self._stream_caches = StreamCaches()
 
     @classmethod
     def from_pretrained(
@@ -214,6 +216,11 @@ class TransformersScorer:
 
             self._gatherer = BatchingScorer(_Forwards(self), max_batch=4 * self.batch_size, max_wait_ms=0)
         return await self._gatherer.ascore(requests)
+
+    def stream_scorer(self) -> StreamScorer:
+        """A scorer for the checks of one streamed answer: each check prefills only the answer
+        text that is new since the last one (see `guardrail._incremental`). Close it at the end."""
+        return StreamScorer(self, self._stream_caches)
 
     @staticmethod
     def _groups(requests: Sequence[ScoreRequest]) -> list[list[int]]:
