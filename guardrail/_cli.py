@@ -13,12 +13,13 @@ closed (`on_error = "block"`, the default) blocks: 1, with the error in the outp
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from guardrail._config import load_config
+from guardrail._config import Config, load_config, set_threads
 from guardrail._exceptions import GuardrailError
 from guardrail._policies import Stage
 
@@ -38,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--policy", action="append", default=[], metavar="NAME",
                        help="a policy to check (repeatable; default: the configured or the four built-ins)")
     check.add_argument("--config", metavar="FILE", help="a TOML configuration file")
+    check.add_argument("--threads", type=_threads, metavar="N",
+                       help="CPU threads for the model (default: [model] threads, $GUARDRAIL_THREADS, or one per core)")
     check.add_argument("--json", action="store_true", help="print the verdict as JSON")
     check.add_argument("--show-prompt", action="store_true",
                        help="print the exact prompt sent to the model for each policy")
@@ -82,6 +85,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--validation", nargs="+", metavar="FILE", help="validation JSONL (default: a split)")
     tune.add_argument("--policy", action="append", default=[], metavar="NAME", help="policies to train (repeatable)")
     tune.add_argument("--config", metavar="FILE", help="take the policies (guidelines) from this configuration")
+    tune.add_argument("--threads", type=_threads, metavar="N", help="CPU threads for torch")
     for flag, kind in (("epochs", int), ("learning-rate", float), ("batch-size", int), ("rank", int),
                        ("alpha", int), ("val-fraction", float), ("patience", int), ("seed", int),
                        ("max-length", int), ("weight-decay", float), ("dropout", float)):
@@ -97,6 +101,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
         sub = commands.add_parser(name, help=text)
         sub.add_argument("data", nargs="+", help="labeled JSONL files")
         sub.add_argument("--config", metavar="FILE", required=name == "calibrate", help="a TOML configuration file")
+        sub.add_argument("--threads", type=_threads, metavar="N", help="CPU threads for the model")
         sub.add_argument("--policy", action="append", default=[], metavar="NAME", help="only these policies")
         sub.add_argument("--limit", type=int, help="only the first N rows")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -107,17 +112,34 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
     commands.choices["calibrate"].add_argument("--dry-run", action="store_true", help="print, don't write")
 
 
+def _threads(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    """The configuration, with `--threads` over the environment and the file."""
+    config = load_config(args.config)
+    if getattr(args, "threads", None) is not None:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, threads=args.threads))
+    return config
+
+
 def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -> int:
     from guardrail._data import dataset_hash, load_labeled
 
     guard = None
     try:
-        config = load_config(args.config)
+        config = _load(args)
         every_policy = [p.name for p in config.policies]
         if args.policy:
             config = config.select(args.policy)
         if args.command == "tune":
             from guardrail._tune import TuneOptions, tune
+
+            if config.model.threads is not None:
+                set_threads(config.model.threads)
 
             names = ("epochs", "learning_rate", "batch_size", "rank", "alpha", "val_fraction", "patience", "seed",
                      "max_length", "weight_decay", "dropout", "loss", "schedule", "select_by", "dtype")
@@ -206,7 +228,7 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
     messages, stage = _messages(args, parser)
     guard = None
     try:
-        config = load_config(args.config)
+        config = _load(args)
         if args.policy:
             config = config.select(args.policy)
         guard = config.build_guard(scorer=scorer)

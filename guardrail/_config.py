@@ -10,6 +10,7 @@ adapter = "path/to/lora"     # optional PEFT adapter; for "embedded" the shipped
                              # "none" for the bare base model
 batch_size = 8                # suffixes per forward (several policies, several turns)
 batching = true              # concurrent async checks share forwards (local models)
+threads = 2                  # CPU threads for torch (optional; default: one per core)
 # url = "http://localhost:8000"   # score through a served model (vLLM, OpenAI-compatible
 # tokenizer = "google/shieldgemma-2b"  # completions); prompts are tokenized here, with this
 # timeout = 10.0                  # tokenizer (default: the model name), and sent as token ids
@@ -40,7 +41,7 @@ input_guideline = '"No PII": The prompt shall not contain ...'
 ```
 
 Precedence is flags > environment (`GUARDRAIL_MODEL`, `GUARDRAIL_DTYPE`, `GUARDRAIL_DEVICE_MAP`,
-`GUARDRAIL_MODEL_URL`; `GUARDRAIL_API_KEY` for a served model) > file > defaults. Every
+`GUARDRAIL_MODEL_URL`, `GUARDRAIL_THREADS`; `GUARDRAIL_API_KEY` for a served model) > file > defaults. Every
 problem is a `ConfigError` naming the file and the key: an unreadable or non-UTF-8 file, a
 policy that is neither a built-in nor given a guideline, an empty `stages`, a model that can't
 be found (when `build_guard` builds it).
@@ -96,6 +97,7 @@ class ModelConfig:
     tokenizer: str | None = None
     timeout: float = 10.0
     retries: int = 2
+    threads: int | None = None  # CPU threads for torch (process-wide); None: torch's default
 
     def build_scorer(self) -> Scorer:
         """The scorer this describes. Loading happens here or, for the embedded model, lazily.
@@ -104,6 +106,8 @@ class ModelConfig:
         """
         if self.url is not None:
             return self._remote(self.url)
+        if self.threads is not None:
+            set_threads(self.threads)
         if self.name == "embedded":
             if self.attn_implementation:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
@@ -185,6 +189,17 @@ class Config:
         return dataclasses.replace(self, policies=resolve_policies(chosen))
 
 
+def set_threads(threads: int) -> None:
+    """Use `threads` CPU threads for torch's forwards (process-wide).
+
+    torch defaults to one thread per core; on a machine shared with other work that
+    oversubscribes the cores and forwards slow down many times over.
+    """
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def _builtin(name: str, where: str, thresholds: Mapping[str, float] = {}) -> Policy:  # noqa: B006 - read-only
     try:
         policy = BUILTIN_POLICIES[name]
@@ -211,7 +226,7 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     _check_keys(data, set(fields), where)
     for key, value in data.items():
         types: dict[str, type | tuple[type, ...]] = {
-            "batch_size": int, "retries": int, "timeout": (int, float), "batching": bool
+            "batch_size": int, "retries": int, "timeout": (int, float), "batching": bool, "threads": int
         }
         wanted = types.get(key, str)
         if not isinstance(value, wanted) or (isinstance(value, bool) and wanted is not bool):
@@ -221,6 +236,8 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
         raise ConfigError(f"{where}: timeout must be positive and retries non-negative")
     if data.get("batch_size", 1) < 1:
         raise ConfigError(f"{where}.batch_size: must be at least 1")
+    if data.get("threads", 1) < 1:
+        raise ConfigError(f"{where}.threads: must be at least 1")
     return ModelConfig(**data)
 
 
@@ -281,6 +298,11 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     for variable, key in _ENV.items():
         if environ.get(variable):
             model_data[key] = environ[variable]
+    if environ.get("GUARDRAIL_THREADS"):
+        try:
+            model_data["threads"] = int(environ["GUARDRAIL_THREADS"])
+        except ValueError:
+            raise ConfigError(f"GUARDRAIL_THREADS must be an integer, got {environ['GUARDRAIL_THREADS']!r}") from None
     if source is not None and isinstance(model_data.get("adapter"), str) and model_data["adapter"] != "none":
         adapter = Path(model_data["adapter"]).expanduser()
         if not adapter.is_absolute():  # relative to the configuration file, not the cwd

@@ -158,3 +158,35 @@ def test_a_served_model_by_url(tmp_path: Path) -> None:
         load_config(write(tmp_path, "[model]\nurl = 'http://x'\nadapter = 'a'\n"), environ={}).model.build_scorer()
     with pytest.raises(ConfigError, match="model.timeout: must be a number"):
         load_config(write(tmp_path, "[model]\ntimeout = 'slow'\n"), environ={})
+
+
+def test_threads_from_file_environment_and_flag(tmp_path) -> None:  # noqa: ANN001
+    import argparse
+
+    from guardrail._cli import _load
+
+    path = tmp_path / "guard.toml"
+    path.write_text("[model]\nthreads = 3\n")
+    assert load_config(path, environ={}).model.threads == 3
+    assert load_config(path, environ={"GUARDRAIL_THREADS": "2"}).model.threads == 2
+    assert load_config(None, environ={}).model.threads is None
+    with pytest.raises(ConfigError, match="GUARDRAIL_THREADS"):
+        load_config(path, environ={"GUARDRAIL_THREADS": "many"})
+    path.write_text("[model]\nthreads = 0\n")
+    with pytest.raises(ConfigError, match="threads"):
+        load_config(path, environ={})
+    path.write_text("[model]\nthreads = 3\n")
+    assert _load(argparse.Namespace(config=str(path), threads=1)).model.threads == 1
+
+
+def test_a_local_model_runs_on_the_configured_threads(tiny_gemma2_dir) -> None:  # noqa: ANN001
+    import torch
+
+    from guardrail._config import ModelConfig
+
+    before = torch.get_num_threads()
+    try:
+        ModelConfig(name=str(tiny_gemma2_dir), dtype="float32", threads=1).build_scorer()
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
