@@ -42,11 +42,12 @@ def pairs_by_group(rows: Sequence[Mapping], policies: Sequence[str]) -> dict[str
         known = {p: v for p, v in row["labels"].items() if p in policies}
         if not known:
             continue
+        hits = row.get("blocked", {})  # absent before thresholds are applied (fitting)
         for p, v in known.items():
             for key in (f"{p}/{row['stage']}", p):
-                add(key, row["scores"][p], v, row["blocked"][p])
+                add(key, row["scores"][p], v, hits.get(p, False))
         top = max(row["scores"][p] for p in known)
-        hit = any(row["blocked"][p] for p in known)
+        hit = any(hits.get(p, False) for p in known)
         for key in (f"{ANY}/{row['stage']}", ANY):
             add(key, top, int(any(known.values())), hit)
     return dict(sorted(groups.items()))

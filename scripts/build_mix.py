@@ -20,20 +20,24 @@ Splits (fixed by the text, not by `--seed`; see SPLIT_RULES):
   the thin policies (sexual, harassment) give calibration a larger share (FRACTIONS);
 - `scripts/data/handwritten*.jsonl` go to train, `scripts/data/heldout.jsonl` to held-out.
 Training rows whose judged text equals, or nearly equals (token Jaccard), a held-out or
-calibration row, or an item of `must_block.jsonl` / `over_blocking.jsonl`, are dropped.
+calibration row, or an item of `must_block.jsonl` / `over_blocking.jsonl`, are dropped; shared
+rows that repeat one of our hand-written training rows leave held-out and calibration instead,
+and a hand-written row that repeats an evaluation row stops the build (rewrite it).
 
 Output stage. Response-level rows of `diasafety`, `coconot` and `dolly_openqa` as they are, and
 rows we derive (`mix_templates.py`, one template set per split): a labelled harmful request with a
 compliant opening (its labels) and with a refusal (0 for all four); a harmful request of unknown
 policy with a refusal (0 for all four: a refusal is safe whatever was asked); a benign request
 with a compliant opening (its 0 labels). Also statements said by the chatbot (`echo`: a hate
-source's text as the response to a neutral prompt, its labels) and DiaSafety's offending-user
-replies as user text (`as_prompt`, harassment only).
+source's text as the response to a neutral prompt, its labels), DiaSafety's offending-user
+replies as user text (`as_prompt`, harassment only) and Dolly's everyday questions as user input
+(`as_input`, its 0 labels: the input stage's ordinary negatives).
 
 Sampling (`mix_sampler.py`): per policy x stage at most `cap` positives and `--neg-ratio`
 negatives per positive, hard negatives first; `--pairs` sets the largest `cap` that fits the
-budget of (row, policy) pairs. Hand-written rows are always all in. `hatexplain` and `davidson`
-are first cut to POOL_CAPS rows for training.
+budget of (row, policy) pairs. Hand-written rows are always all in. `hatexplain` (6,000) and
+`davidson` (3,000) are first cut to POOL_CAPS training candidates, DiaSafety's `as_prompt` rows to
+200; the sampler then takes sources in turn, so no one source fills a cell.
 """
 
 from __future__ import annotations
@@ -298,6 +302,8 @@ def build(args: argparse.Namespace) -> tuple[dict[str, list[Row]], dict]:
         "split_rules": SPLIT_RULES, "fractions": {str(k): v for k, v in FRACTIONS.items()}, "pool_caps": POOL_CAPS,
         "dropped": dropped,
         "calibration_shortfalls": shortfalls(out["calibration"]),
+        "candidates": {name: {"rows": len(rows), "pairs": pairs(rows), "cells": cell_counts(rows)}
+                       for name, rows in splits.items()},
         "splits": {name: summarize(out[name]) for name in ("train", "calibration", "heldout")},
     }
     return out, summary

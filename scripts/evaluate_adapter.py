@@ -180,7 +180,8 @@ def markdown(report: Mapping) -> str:
               "recall, FPR, precision: at the thresholds used.", "",
               "### Per source (any policy)", "", "| source | n | pos | ROC-AUC | recall | FPR |", "|---|---|---|---|---|---|"]
     for name, m in h["sources"].items():
-        lines.append(f"| {name} | {m['n']} | {m['positives']} | {_cell(m['roc_auc'])} | {_cell(m['recall'])} | {_cell(m['fpr'])} |")
+        cells = [m["n"], m["positives"], m["roc_auc"], m["recall"], m["fpr"]]
+        lines.append(f"| {name} | " + " | ".join(_cell(c) for c in cells) + " |")
     for title, key in (("Must block", "must_block"), ("Over-blocking (everyday requests)", "over_blocking")):
         f = report[key]
         lines += ["", f"## {title}: {f['blocked']}/{f['n']} blocked ({100 * f['blocked_share']:.1f} %)", ""]
@@ -197,7 +198,8 @@ def markdown(report: Mapping) -> str:
         lines += ["", f"## Thresholds fitted on calibration ({c['rows']} rows, `{c['file']}`)", "",
                   "Goal: highest recall with FPR <= 5 % on calibration negatives; interval: 95 % bootstrap "
                   f"({c['rounds']} resamples, positives and negatives resampled separately).", "",
-                  "| group | n | pos | threshold | 95 % interval | recall | FPR | best-F1 threshold |", "|---|---|---|---|---|---|---|---|"]
+                  "| group | n | pos | threshold | 95 % interval | recall | FPR | best-F1 threshold |",
+                  "|---|---|---|---|---|---|---|---|"]
         for key, fit in c["fits"].items():
             lines.append(f"| {key} | {fit['n']} | {fit['positives']} | {fit['threshold']:.3f} | "
                          f"[{fit['low']:.3f}, {fit['high']:.3f}] | {fit['recall']:.3f} | {_cell(fit['fpr'])} | "

@@ -174,8 +174,8 @@ _SWAP = {
     "yourself": "myself", "you're": "I'm", "we": "you", "our": "your", "us": "you",
 }
 _AUX = "would|will|could|can|should|have|had|do|did|might|must|want|need"
-_WORDS = re.compile(rf"\b(?:i am|you are|you were|you (?:{_AUX})\b|" + "|".join(re.escape(w) for w in sorted(_SWAP, key=len, reverse=True)) + r")\b",
-                    re.IGNORECASE)
+_SWAPPED = "|".join(re.escape(w) for w in sorted(_SWAP, key=len, reverse=True))
+_WORDS = re.compile(rf"\b(?:i am|you are|you were|you (?:{_AUX})\b|{_SWAPPED})\b", re.IGNORECASE)
 MAX_TASK = 200
 
 

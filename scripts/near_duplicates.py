@@ -80,7 +80,7 @@ def collisions(queries: Iterable[dict], against: Sequence[dict], *, threshold: f
 
 
 def _read(paths: Sequence[Path]) -> list[dict]:
-    return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def main(argv: list[str] | None = None) -> int:
