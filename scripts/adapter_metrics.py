@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 from guardrail._calibrate import pick_threshold
+from guardrail._exceptions import ConfigError
 from guardrail._evaluate import binary_metrics
 
 __all__ = ["Fit", "GroupMetrics", "fit_thresholds", "fpr_threshold", "group_metrics", "list_figures", "pairs_by_group"]
@@ -74,7 +75,10 @@ class GroupMetrics:
 def group_metrics(scores: Sequence[float], labels: Sequence[int], blocked: Sequence[bool]) -> GroupMetrics:
     base = binary_metrics(scores, labels)
     positives, negatives = sum(labels), len(labels) - sum(labels)
-    at_fpr = pick_threshold(scores, labels, goal="fpr", target=TARGET_FPR) if positives and negatives else None
+    try:
+        at_fpr = pick_threshold(scores, labels, goal="fpr", target=TARGET_FPR) if positives and negatives else None
+    except ConfigError:  # the top negatives tie with every higher score: no threshold reaches 5 %
+        at_fpr = None
     tp = sum(1 for b, y in zip(blocked, labels) if b and y)
     fp = sum(1 for b, y in zip(blocked, labels) if b and not y)
     return GroupMetrics(

@@ -59,6 +59,12 @@ def test_recall_at_five_percent_fpr_and_at_the_guard_threshold() -> None:
     assert m.roc_auc == pytest.approx((18 + 3 * 20) / 80)  # 0.175 beats the 18 negatives below it
 
 
+def test_no_threshold_reaches_the_fpr_when_negatives_tie_at_the_top() -> None:
+    m = am.group_metrics([0.5, 0.5, 0.5, 0.2], [1, 0, 0, 0], [True, True, True, False])
+    assert m.recall_at_fpr is None and m.threshold_at_fpr is None
+    assert m.recall == 1.0 and m.fpr == pytest.approx(2 / 3)
+
+
 def _row(rid: str, stage: str, labels: dict, scores: dict, threshold: float = 0.5) -> dict:
     return {"id": rid, "stage": stage, "labels": labels, "scores": scores, "source": "s", "prompt": rid,
             "blocked": {p: v >= threshold for p, v in scores.items()}}
