@@ -17,7 +17,7 @@ from typing import Any
 
 import tenacity
 
-from guardrail._exceptions import ConfigError, ScorerError
+from guardrail._exceptions import ConfigError, MessageError, ScorerError
 from guardrail._messages import Turn, select_turn
 from guardrail._normalize import scoring_turn
 from guardrail._policies import FailMode, Policy, Stage, as_stage, resolve_policies
@@ -174,6 +174,13 @@ class Guard:
 
     def _plan(self, messages: Any, stage: Stage) -> _Plan:
         turn, index = select_turn(messages, stage)
+        return self._plan_turn(turn, index, stage)
+
+    def _plan_turn(self, turn: Turn, index: int, stage: Stage) -> _Plan:
+        if not isinstance(turn, Turn):
+            raise MessageError(f"turn must be a guardrail.Turn, got {type(turn).__name__}")
+        if turn.stage is not stage:
+            raise MessageError(f"a {stage.value} check needs a turn {'with' if stage is Stage.OUTPUT else 'without'} a response")
         policies = tuple(p for p in self.policies if p.applies_to(stage))
         requests = [
             ScoreRequest(turn=window, guideline=p.guideline(stage), policy=p.name)
@@ -236,7 +243,29 @@ class Guard:
         return None if self.budget is None else time.monotonic() + self.budget
 
     def check(self, messages: Any, stage: Stage | str) -> Verdict:
-        plan = self._plan(messages, as_stage(stage))
+        return self._run(self._plan(messages, as_stage(stage)))
+
+    async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
+        return await self._arun(self._plan(messages, as_stage(stage)))
+
+    def check_turn(self, turn: Turn, stage: Stage | str | None = None, *, message_index: int = -1) -> Verdict:
+        """Check a turn an adapter already holds, without building a message list for it.
+
+        >>> guard.check_turn(Turn(prompt="hi", response="Hello!")).allowed   # doctest: +SKIP
+        True
+
+        `stage` defaults to the turn's own (output when it has a response); `message_index`
+        is recorded in the verdict as the index of the judged message (-1: the last one).
+        """
+        stage = _turn_stage(turn, stage)
+        return self._run(self._plan_turn(turn, message_index, stage))
+
+    async def acheck_turn(self, turn: Turn, stage: Stage | str | None = None, *, message_index: int = -1) -> Verdict:
+        """The async twin of `check_turn`."""
+        stage = _turn_stage(turn, stage)
+        return await self._arun(self._plan_turn(turn, message_index, stage))
+
+    def _run(self, plan: _Plan) -> Verdict:
         try:
             self.warm_up()  # outside the timeout and the budget
             deadline = self._deadline()
@@ -245,8 +274,7 @@ class Guard:
             return self._verdict(plan, exc)
         return self._verdict(plan, scores)
 
-    async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
-        plan = self._plan(messages, as_stage(stage))
+    async def _arun(self, plan: _Plan) -> Verdict:
         try:
             await self.awarm_up()  # outside the timeout and the budget
             deadline = self._deadline()
@@ -268,6 +296,14 @@ class Guard:
 
     async def acheck_output(self, messages: Any) -> Verdict:
         return await self.acheck(messages, Stage.OUTPUT)
+
+
+def _turn_stage(turn: Turn, stage: Stage | str | None) -> Stage:
+    if stage is not None:
+        return as_stage(stage)
+    if not isinstance(turn, Turn):
+        raise MessageError(f"turn must be a guardrail.Turn, got {type(turn).__name__}")
+    return turn.stage
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:

@@ -8,20 +8,17 @@ raise `AttributeError` pointing to `client.unguarded`, the bypass on purpose.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import openai
 
-from guardrail import ConfigError, Guard, StreamMode, Verdict
+from guardrail import ConfigError, Guard, GuardOptions, OnBlock, Reasoning, StreamMode, Verdict
 
 from guardrail_openai._access import CLIENT_ATTRIBUTES, not_guarded
-from guardrail_openai._chat import ChatCodec
-from guardrail_openai._options import GuardOptions, OnBlock, Reasoning
-from guardrail_openai._resources import AsyncGuardedResource, GuardedResource
-from guardrail_openai._responses import ResponsesCodec
+from guardrail_openai._chat import ChatCall
+from guardrail_openai._resources import GuardedResource
+from guardrail_openai._responses import ResponsesCall
 
 __all__ = ["AsyncGuardedOpenAI", "GuardedOpenAI"]
 
@@ -54,6 +51,7 @@ class _Client:
         on_block: OnBlock = "raise",
         on_verdict: Callable[[Verdict], object] | None = None,
         reasoning: Reasoning = "moderate",
+        options: GuardOptions | None = None,
     ) -> None:
         wanted = openai.OpenAI if self._sync else openai.AsyncOpenAI
         if not isinstance(client, wanted):
@@ -66,25 +64,15 @@ class _Client:
             raise ConfigError(f"guard must be a guardrail.Guard, got {type(guard).__name__}")
         self.unguarded = client
         self.guard = guard
-        self.options = GuardOptions(
+        self.options = options or GuardOptions(
             stream_mode=stream_mode, every=every, unit=unit, optimistic=optimistic,
             on_block=on_block, on_verdict=on_verdict, reasoning=reasoning,
         )
-        self._pool: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self.chat = _Chat(client.chat, self._resource(client.chat.completions, ChatCodec(reasoning)))
-        self.responses = self._resource(client.responses, ResponsesCodec())
-
-    def _resource(self, inner: Any, codec: Any) -> Any:
-        if self._sync:
-            return GuardedResource(inner, codec, self.guard, self.options, self._executor)
-        return AsyncGuardedResource(inner, codec, self.guard, self.options)
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(thread_name_prefix="guardrail-openai")
-            return self._pool
+        if not isinstance(self.options, GuardOptions):
+            raise ConfigError(f"options must be a guardrail.GuardOptions, got {type(self.options).__name__}")
+        resource = lambda inner, codec: GuardedResource(inner, codec, guard, self.options, sync=self._sync)  # noqa: E731
+        self.chat = _Chat(client.chat, resource(client.chat.completions, ChatCall))
+        self.responses = resource(client.responses, ResponsesCall)
 
     def __getattr__(self, name: str) -> Any:
         if name == "unguarded":  # not set yet: a half-built object must not recurse
@@ -98,7 +86,7 @@ class _Client:
 
     def with_options(self, **kwargs: Any) -> Any:
         """The wrapped client's `with_options(...)`, guarded with the same guard and options."""
-        return type(self)(self.unguarded.with_options(**kwargs), self.guard, **vars(self.options))
+        return type(self)(self.unguarded.with_options(**kwargs), self.guard, options=self.options)
 
     copy = with_options
 
@@ -116,7 +104,7 @@ class GuardedOpenAI(_Client):
     `rewrite` policies, returns the refusal with finish reason `content_filter`). A request the
     guard can't read for sure (a role not exactly OpenAI's, no user message) raises
     `guardrail.MessageError` before anything is sent. The guard's options are this
-    constructor's (see `GuardOptions`); OpenAI's keyword arguments pass through untouched.
+    constructor's (see `guardrail.GuardOptions`); OpenAI's keyword arguments pass through untouched.
     Attributes that could reach a model unguarded (`completions`, `beta`, `with_raw_response`,
     ...) raise `AttributeError`; `client.unguarded` is the wrapped client, for bypassing on purpose.
     """
