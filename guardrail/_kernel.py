@@ -137,7 +137,8 @@ class Call(Protocol):
     iterable, or an async iterable, of chunks). The rest reads and refuses results.
     """
 
-    conversation: Sequence[Any]
+    @property
+    def conversation(self) -> Sequence[Any]: ...
 
     def start(self) -> Any: ...
 
@@ -517,7 +518,7 @@ def open_stream(guard: Guard, options: GuardOptions, call: Call) -> GuardedStrea
         return GuardedStream(iter(flow.refusal(result, streaming=True)), None)
     driver.items = _items(result)
     upstream = result.source if isinstance(result, _Pulled) else result
-    return GuardedStream(driver.relay(flow.moderate()), upstream)
+    return GuardedStream(driver.relay(flow.moderate()), upstream, feed=driver.items)
 
 
 async def aopen_stream(guard: Guard, options: GuardOptions, call: Call) -> AsyncGuardedStream:
@@ -529,7 +530,7 @@ async def aopen_stream(guard: Guard, options: GuardOptions, call: Call) -> Async
         return AsyncGuardedStream(_aiter_list(flow.refusal(result, streaming=True)), None)
     driver.items = _aitems(result)
     upstream = result.source if isinstance(result, _Pulled) else result
-    return AsyncGuardedStream(driver.relay(flow.moderate()), upstream)
+    return AsyncGuardedStream(driver.relay(flow.moderate()), upstream, feed=driver.items)
 
 
 def _items(result: Any) -> Iterator[Any]:
@@ -566,9 +567,10 @@ class GuardedStream:
     ...         print(chunk.choices[0].delta.content or "", end="")
     """
 
-    def __init__(self, items: Iterator[Any], upstream: Any) -> None:
+    def __init__(self, items: Iterator[Any], upstream: Any, *, feed: Iterator[Any] | None = None) -> None:
         self.upstream = upstream
         self._items = items
+        self._feed = feed
 
     def __getattr__(self, name: str) -> Any:
         if name == "upstream":  # not set yet: a half-built object must not recurse
@@ -586,9 +588,8 @@ class GuardedStream:
             raise
 
     def close(self) -> None:
-        close = getattr(self._items, "close", None)
-        if close is not None:
-            close()
+        for part in (self._items, self._feed):
+            _close(part)
         _close(self.upstream)
 
     def __enter__(self) -> GuardedStream:
@@ -601,9 +602,10 @@ class GuardedStream:
 class AsyncGuardedStream:
     """The async twin of `GuardedStream`: `async for`, `async with`, `await close()`."""
 
-    def __init__(self, items: AsyncIterator[Any], upstream: Any) -> None:
+    def __init__(self, items: AsyncIterator[Any], upstream: Any, *, feed: AsyncIterator[Any] | None = None) -> None:
         self.upstream = upstream
         self._items = items
+        self._feed = feed
 
     def __getattr__(self, name: str) -> Any:
         if name == "upstream":
@@ -621,9 +623,8 @@ class AsyncGuardedStream:
             raise
 
     async def close(self) -> None:
-        close = getattr(self._items, "aclose", None)
-        if close is not None:
-            await close()
+        for part in (self._items, self._feed):
+            await _aclose(part)
         await _aclose(self.upstream)
 
     async def __aenter__(self) -> AsyncGuardedStream:
