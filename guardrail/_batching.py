@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from guardrail._exceptions import ConfigError, ScorerError
-from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, ascore_raw, load_scorer
 
 __all__ = ["BatchingScorer"]
 
@@ -250,12 +250,7 @@ class BatchingScorer:
             return queue
 
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[float]:
-        native = getattr(self.inner, "ascore", None)
-        if native is not None:
-            raw = await native(requests)
-        else:
-            raw = await asyncio.to_thread(self.inner.score, requests)
-        scores = list(raw)
+        scores = list(await ascore_raw(self.inner, requests))  # type: ignore[call-overload]
         if len(scores) != len(requests):
             raise ScorerError(f"inner scorer returned {len(scores)} scores for {len(requests)} requests")
         return scores
