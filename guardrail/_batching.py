@@ -224,6 +224,11 @@ class BatchingScorer:
             queue = self._queues.get(loop)
         return queue.queued if queue is not None else 0
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The inner scorer's calibrated thresholds, if it has any: batching changes no score."""
+        return dict(getattr(self.inner, "thresholds", None) or {})
+
     def load(self) -> None:
         load_scorer(self.inner)
 

@@ -56,9 +56,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardrail._batching import BatchingScorer
 from guardrail._exceptions import ConfigError
 from guardrail._guard import check_retries, check_seconds
-from guardrail._policies import BUILTIN_POLICIES, DEFAULT_POLICIES, Policy, Stage, format_guideline, resolve_policies
+from guardrail._policies import (
+    BUILTIN_POLICIES,
+    DEFAULT_POLICIES,
+    Policy,
+    Stage,
+    builtin_policy,
+    format_guideline,
+    resolve_policies,
+)
 from guardrail._verdict import DEFAULT_REFUSAL
 from guardrail._windows import Windows
 
@@ -104,14 +113,29 @@ class ModelConfig:
         """
         if self.url is not None:
             return self._remote(self.url)
+        scorer = self._local()
+        if not self.batching:
+            return scorer
+        return BatchingScorer(scorer, max_batch=4 * self.batch_size, max_wait_ms=0)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The calibrated thresholds of the model this describes (the embedded one has some)."""
+        if self.url is not None or self.name != "embedded":
+            return {}
+        return self._embedded().thresholds
+
+    def _embedded(self) -> Any:
+        from guardrail._embedded import EmbeddedScorer
+
+        adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
+        return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter)
+
+    def _local(self) -> Scorer:
         if self.name == "embedded":
             if self.attn_implementation:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
-            from guardrail._embedded import EmbeddedScorer
-
-            adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
-            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter,
-                                  batching=self.batching)
+            return self._embedded()  # loads lazily
         from guardrail._transformers import TransformersScorer
 
         try:
@@ -122,7 +146,6 @@ class ModelConfig:
                 attn_implementation=self.attn_implementation,
                 adapter=self.adapter,
                 batch_size=self.batch_size,
-                batching=self.batching,
             )
         except ConfigError:
             raise
@@ -185,13 +208,12 @@ class Config:
         return dataclasses.replace(self, policies=resolve_policies(chosen))
 
 
-def _builtin(name: str, where: str, thresholds: Mapping[str, float] = {}) -> Policy:  # noqa: B006 - read-only
+def _builtin(name: str, where: str, thresholds: Mapping[str, float]) -> Policy:
+    """`builtin_policy` with the model's thresholds; an unknown name's error says where."""
     try:
-        policy = BUILTIN_POLICIES[name]
-    except KeyError:
-        known = ", ".join(BUILTIN_POLICIES)
-        raise ConfigError(f"{where}: unknown built-in policy {name!r}; known: {known}") from None
-    return dataclasses.replace(policy, threshold=thresholds[name]) if name in thresholds else policy
+        return builtin_policy(name, thresholds=thresholds)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _table(data: Any, where: str) -> dict[str, Any]:
@@ -302,11 +324,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
                           prompt_tail=guard.pop("prompt_tail", Windows.prompt_tail))
     except ConfigError as exc:
         raise ConfigError(f"{where}: guard: {exc}") from None
-    thresholds: Mapping[str, float] = {}
-    if model.name == "embedded" and model.url is None and model.adapter is None:
-        from guardrail._embedded import calibrated_thresholds
-
-        thresholds = calibrated_thresholds()  # fitted for the shipped adapter
+    thresholds = model.thresholds  # the model's calibrated thresholds, for built-ins
     policies_data = _table(data.get("policies", {}), f"{where}: policies")
     policies = tuple(
         _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)

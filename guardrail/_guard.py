@@ -11,12 +11,13 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
+from guardrail._batching import BatchingScorer
 from guardrail._exceptions import ConfigError, MessageError, ScorerError
 from guardrail._messages import Turn, select_turn
 from guardrail._normalize import scoring_turn
@@ -64,8 +65,9 @@ class Guard:
     >>> guard.check_input([{"role": "user", "content": "How do I bake bread?"}]).allowed
     True
 
-    With no `scorer`, the embedded default model loads on the first check (not before), and
-    built-in policies named by string take the thresholds calibrated for it.
+    With no `scorer`, the embedded default model loads on the first check (not before), behind
+    a `BatchingScorer` that gathers concurrent async checks. Built-in policies named by string
+    take the scorer's calibrated `thresholds` when it has them (the embedded model does).
 
     Reliability options: `timeout` bounds each scorer call and `budget` the whole check, retries
     included (`retries` extra attempts on a `ScorerError`); when no score can be had, each
@@ -94,12 +96,10 @@ class Guard:
         observers: Sequence[Observer] = (),
         warm_up: bool = False,
     ) -> None:
-        if scorer is None:  # the embedded default: base model, shipped adapter, its thresholds
-            from guardrail._embedded import EmbeddedScorer, embedded_policies
+        if scorer is None:  # the embedded default, gathering concurrent async checks
+            from guardrail._embedded import EmbeddedScorer
 
-            scorer = EmbeddedScorer()
-            policies = embedded_policies(policies)
-        self.policies = resolve_policies(policies)
+            scorer = BatchingScorer(EmbeddedScorer(), max_batch=32, max_wait_ms=0)
         if not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer must have a score(requests) method, got {scorer!r}")
         if not isinstance(refusal, str) or not refusal:
@@ -108,6 +108,8 @@ class Guard:
             raise ConfigError(f"windows must be a guardrail.Windows or None, got {windows!r}")
         if not all(callable(o) for o in observers):
             raise ConfigError("observers must be callables taking a Verdict")
+        thresholds = getattr(scorer, "thresholds", None)
+        self.policies = resolve_policies(policies, thresholds=thresholds if isinstance(thresholds, Mapping) else None)
         self.scorer = scorer
         self.refusal = refusal
         self.timeout = check_seconds("timeout", timeout)
