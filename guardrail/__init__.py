@@ -37,10 +37,10 @@ from guardrail._policies import (
     builtin_policy,
     format_guideline,
 )
-from guardrail._relay import ChunkReader, Relay
 from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
+from guardrail._relay import ChunkReader, Relay
 from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
-from guardrail._streaming import StreamMode, StreamModerator, StreamStep, check_stream_options
+from guardrail._streaming import StreamMode, StreamModerator, StreamStep, validate_stream_options
 from guardrail._tracing import TracedScorer, otel_observer
 from guardrail._windows import Windows
 from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
@@ -89,7 +89,6 @@ __all__ = [
     "audit_record",
     "builtin_policy",
     "chat_template",
-    "check_stream_options",
     "content_hash",
     "format_guideline",
     "invoke",
@@ -104,6 +103,7 @@ __all__ = [
     "select_turn",
     "split_prompt",
     "tool_call_text",
+    "validate_stream_options",
 ]
 
 __version__ = "0.1.0"

@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from guardrail._batching import BatchingScorer
 from guardrail._exceptions import ConfigError
-from guardrail._guard import check_retries, check_seconds
+from guardrail._guard import validate_retries, validate_seconds
 from guardrail._policies import (
     BUILTIN_POLICIES,
     DEFAULT_POLICIES,
@@ -216,7 +216,8 @@ def _builtin(name: str, where: str, thresholds: Mapping[str, float]) -> Policy:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _table(data: Any, where: str) -> dict[str, Any]:
+def _require_table(data: Any, where: str) -> dict[str, Any]:
+    """`data` as a dict when it is a TOML table; `ConfigError` naming `where` otherwise."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: must be a table, got {type(data).__name__}")
     return dict(data)
@@ -299,7 +300,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     where = str(source or "config")
     _check_keys(data, {"model", "guard", "policies"}, where)
-    model_data = _table(data.get("model", {}), f"{where}: model")
+    model_data = _require_table(data.get("model", {}), f"{where}: model")
     for variable, key in _ENV.items():
         if environ.get(variable):
             model_data[key] = environ[variable]
@@ -308,7 +309,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         if not adapter.is_absolute():  # relative to the configuration file, not the cwd
             model_data["adapter"] = str(source.parent / adapter)
     model = _model(model_data, f"{where}: model")
-    guard = _table(data.get("guard", {}), f"{where}: guard")
+    guard = _require_table(data.get("guard", {}), f"{where}: guard")
     _check_keys(guard, {"refusal", "timeout", "budget", "retries", "window", "overlap", "prompt_tail"}, f"{where}: guard")
     refusal = guard.pop("refusal", DEFAULT_REFUSAL)
     if not isinstance(refusal, str) or not refusal:
@@ -316,18 +317,18 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     # The Guard's own checks, run here so the error names the file and the key.
     for key in ("timeout", "budget"):
         if key in guard:
-            check_seconds(f"{where}: guard.{key}:", guard[key])
+            validate_seconds(f"{where}: guard.{key}:", guard[key])
     if "retries" in guard:
-        check_retries(f"{where}: guard.retries:", guard["retries"])
+        validate_retries(f"{where}: guard.retries:", guard["retries"])
     try:
         windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap),
                           prompt_tail=guard.pop("prompt_tail", Windows.prompt_tail))
     except ConfigError as exc:
         raise ConfigError(f"{where}: guard: {exc}") from None
     thresholds = model.thresholds  # the model's calibrated thresholds, for built-ins
-    policies_data = _table(data.get("policies", {}), f"{where}: policies")
+    policies_data = _require_table(data.get("policies", {}), f"{where}: policies")
     policies = tuple(
-        _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)
+        _policy(name, _require_table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)
         for name, body in policies_data.items()
     )
     if not policies:

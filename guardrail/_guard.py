@@ -40,7 +40,7 @@ class _Plan:
     requests: list[ScoreRequest]  # window-major: every policy for window 0, then window 1, ...
 
 
-def check_seconds(name: str, value: float | None) -> float | None:
+def validate_seconds(name: str, value: float | None) -> float | None:
     """A timeout or budget: None, or a positive finite number of seconds."""
     if value is None:
         return None
@@ -49,7 +49,7 @@ def check_seconds(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def check_retries(name: str, value: int) -> int:
+def validate_retries(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
     return value
@@ -112,9 +112,9 @@ class Guard:
         self.policies = resolve_policies(policies, thresholds=thresholds if isinstance(thresholds, Mapping) else None)
         self.scorer = scorer
         self.refusal = refusal
-        self.timeout = check_seconds("timeout", timeout)
-        self.budget = check_seconds("budget", budget)
-        self.retries = check_retries("retries", retries)
+        self.timeout = validate_seconds("timeout", timeout)
+        self.budget = validate_seconds("budget", budget)
+        self.retries = validate_retries("retries", retries)
         self.windows = windows
         self.observers = tuple(observers)
         self._loaded = False

@@ -35,8 +35,8 @@ from guardrail._exceptions import Blocked, ConfigError
 from guardrail._guard import Guard
 from guardrail._messages import Turn, prompt_text
 from guardrail._policies import Stage
-from guardrail._relay import ChunkReader, Relay
-from guardrail._streaming import StreamMode, StreamModerator, StreamStep, check_stream_options
+from guardrail._relay import AsyncGuardedStream, ChunkReader, GuardedStream, Relay, aclose_source, close_source
+from guardrail._streaming import StreamMode, StreamModerator, StreamStep, validate_stream_options
 from guardrail._verdict import Verdict
 
 __all__ = [
@@ -92,7 +92,7 @@ class GuardOptions:
     reasoning: Reasoning = "moderate"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "stream_mode", check_stream_options(self.stream_mode, every=self.every, unit=self.unit))
+        object.__setattr__(self, "stream_mode", validate_stream_options(self.stream_mode, every=self.every, unit=self.unit))
         for name in ("check_input", "check_output", "optimistic"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -334,20 +334,8 @@ class _Pulled:
     first: Any
 
 
-def _close(result: Any) -> None:
-    source = result.source if isinstance(result, _Pulled) else result
-    close = getattr(source, "close", None)
-    if callable(close):
-        close()
-
-
-async def _aclose(result: Any) -> None:
-    source = result.source if isinstance(result, _Pulled) else result
-    close = getattr(source, "aclose", None) or getattr(source, "close", None)
-    if callable(close):
-        closing = close()
-        if inspect.isawaitable(closing):
-            await closing
+def _unpulled(result: Any) -> Any:
+    return result.source if isinstance(result, _Pulled) else result
 
 
 def _in_thread(fn: Callable[[], Any]) -> Future[Any]:
@@ -370,14 +358,14 @@ def _in_thread(fn: Callable[[], Any]) -> Future[Any]:
 
 def _drop_later(future: Future[Any]) -> None:
     """Drop a background call: close what it returns whenever it arrives."""
-    future.add_done_callback(lambda done: _close(done.result()) if done.exception() is None else None)
+    future.add_done_callback(lambda done: close_source(_unpulled(done.result())) if done.exception() is None else None)
 
 
 async def _adrop(task: asyncio.Task[Any]) -> None:
     task.cancel()
     await asyncio.wait([task])
     if not task.cancelled() and task.exception() is None:
-        await _aclose(task.result())
+        await aclose_source(_unpulled(task.result()))
 
 
 # --- the drivers ----------------------------------------------------------------------------
@@ -517,7 +505,7 @@ def open_stream(guard: Guard, options: GuardOptions, call: Call) -> GuardedStrea
     if isinstance(result, _Refused):
         return GuardedStream(iter(flow.refusal(result, streaming=True)), None)
     driver.items = _items(result)
-    upstream = result.source if isinstance(result, _Pulled) else result
+    upstream = _unpulled(result)
     return GuardedStream(driver.relay(flow.moderate()), upstream, feed=driver.items)
 
 
@@ -529,7 +517,7 @@ async def aopen_stream(guard: Guard, options: GuardOptions, call: Call) -> Async
     if isinstance(result, _Refused):
         return AsyncGuardedStream(_aiter_list(flow.refusal(result, streaming=True)), None)
     driver.items = _aitems(result)
-    upstream = result.source if isinstance(result, _Pulled) else result
+    upstream = _unpulled(result)
     return AsyncGuardedStream(driver.relay(flow.moderate()), upstream, feed=driver.items)
 
 
@@ -553,83 +541,3 @@ async def _aitems(result: Any) -> AsyncIterator[Any]:
 async def _aiter_list(items: list[Any]) -> AsyncIterator[Any]:
     for item in items:
         yield item
-
-
-# --- the stream objects callers get ------------------------------------------------------------
-
-
-class GuardedStream:
-    """A moderated stream: iterate it (or use it as a context manager); closing it closes the
-    upstream. Other attributes forward to the upstream stream (e.g. `response`).
-
-    >>> with client.chat.completions.create(model="m", messages=msgs, stream=True) as stream:  # doctest: +SKIP
-    ...     for chunk in stream:
-    ...         print(chunk.choices[0].delta.content or "", end="")
-    """
-
-    def __init__(self, items: Iterator[Any], upstream: Any, *, feed: Iterator[Any] | None = None) -> None:
-        self.upstream = upstream
-        self._items = items
-        self._feed = feed
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "upstream":  # not set yet: a half-built object must not recurse
-            raise AttributeError(name)
-        return getattr(self.upstream, name)
-
-    def __iter__(self) -> Iterator[Any]:
-        return self
-
-    def __next__(self) -> Any:
-        try:
-            return next(self._items)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        for part in (self._items, self._feed):
-            _close(part)
-        _close(self.upstream)
-
-    def __enter__(self) -> GuardedStream:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class AsyncGuardedStream:
-    """The async twin of `GuardedStream`: `async for`, `async with`, `await close()`."""
-
-    def __init__(self, items: AsyncIterator[Any], upstream: Any, *, feed: AsyncIterator[Any] | None = None) -> None:
-        self.upstream = upstream
-        self._items = items
-        self._feed = feed
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "upstream":
-            raise AttributeError(name)
-        return getattr(self.upstream, name)
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self
-
-    async def __anext__(self) -> Any:
-        try:
-            return await anext(self._items)
-        except BaseException:
-            await self.close()
-            raise
-
-    async def close(self) -> None:
-        for part in (self._items, self._feed):
-            await _aclose(part)
-        await _aclose(self.upstream)
-
-    async def __aenter__(self) -> AsyncGuardedStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-

@@ -6,17 +6,22 @@ passing check covers it. Chunks are passed on as they came; a reader that can cu
 (`split`) lets a chunk out in part when only part of its text is released. A chunk the reader
 marks `held` (a tool call, a structured value) waits for the final check whatever the mode,
 and so does everything behind it: order is kept. Adapters write only the `ChunkReader`.
+
+`GuardedStream` and `AsyncGuardedStream` are what callers iterate: the relayed chunks, with the
+upstream stream's attributes and its closing.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections import deque
+from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
 
 from guardrail._streaming import StreamModerator
 
-__all__ = ["ChunkReader", "Relay"]
+__all__ = ["AsyncGuardedStream", "ChunkReader", "GuardedStream", "Relay", "aclose_source", "close_source"]
 
 
 class ChunkReader(Protocol):
@@ -88,3 +93,96 @@ class Relay:
     def stop(self) -> None:
         self.queue.clear()
         self.done = True
+
+
+def close_source(result: Any) -> None:
+    """Close a stream, a generator or whatever a call returned, if it can be closed."""
+    close = getattr(result, "close", None)
+    if callable(close):
+        close()
+
+
+async def aclose_source(result: Any) -> None:
+    """The async twin of `close_source`: `aclose()`, else `close()`, awaited when it must be."""
+    close = getattr(result, "aclose", None) or getattr(result, "close", None)
+    if callable(close):
+        closing = close()
+        if inspect.isawaitable(closing):
+            await closing
+
+
+class GuardedStream:
+    """A moderated stream: iterate it (or use it as a context manager); closing it closes the
+    upstream. Other attributes forward to the upstream stream (e.g. `response`).
+
+    >>> with client.chat.completions.create(model="m", messages=msgs, stream=True) as stream:  # doctest: +SKIP
+    ...     for chunk in stream:
+    ...         print(chunk.choices[0].delta.content or "", end="")
+    """
+
+    def __init__(self, items: Iterator[Any], upstream: Any, *, feed: Iterator[Any] | None = None) -> None:
+        self.upstream = upstream
+        self._items = items
+        self._feed = feed
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "upstream":  # not set yet: a half-built object must not recurse
+            raise AttributeError(name)
+        return getattr(self.upstream, name)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._items)
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        for part in (self._items, self._feed):
+            close_source(part)
+        close_source(self.upstream)
+
+    def __enter__(self) -> GuardedStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncGuardedStream:
+    """The async twin of `GuardedStream`: `async for`, `async with`, `await close()`."""
+
+    def __init__(self, items: AsyncIterator[Any], upstream: Any, *, feed: AsyncIterator[Any] | None = None) -> None:
+        self.upstream = upstream
+        self._items = items
+        self._feed = feed
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "upstream":
+            raise AttributeError(name)
+        return getattr(self.upstream, name)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        try:
+            return await anext(self._items)
+        except BaseException:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        for part in (self._items, self._feed):
+            await aclose_source(part)
+        await aclose_source(self.upstream)
+
+    async def __aenter__(self) -> AsyncGuardedStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+

@@ -40,7 +40,7 @@ from guardrail._messages import Turn, prompt_text
 from guardrail._policies import Stage
 from guardrail._verdict import Verdict
 
-__all__ = ["StreamMode", "StreamModerator", "StreamStep", "check_stream_options"]
+__all__ = ["StreamMode", "StreamModerator", "StreamStep", "validate_stream_options"]
 
 
 class StreamMode(str, enum.Enum):
@@ -60,7 +60,7 @@ class StreamStep:
 _Checks = Generator[str, Verdict, StreamStep]
 
 
-def check_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> StreamMode:
+def validate_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> StreamMode:
     """Validate streaming options (for the moderator and every adapter); returns the mode."""
     try:
         checked = StreamMode(mode)
@@ -93,7 +93,7 @@ class StreamModerator:
         every: int = 200,
         unit: str = "chars",
     ) -> None:
-        self.mode = check_stream_options(mode, every=every, unit=unit)
+        self.mode = validate_stream_options(mode, every=every, unit=unit)
         self.guard = guard
         self.messages = list(messages)
         self.prompt = prompt_text(self.messages) if self.messages else ""
