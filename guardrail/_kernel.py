@@ -134,28 +134,33 @@ class Call(Protocol):
 
     `conversation` holds OpenAI-shaped messages (dicts or objects with `role` and `content`).
     `start()` sends the request and returns its result, an awaitable of it, or a stream (an
-    iterable, or an async iterable, of chunks). The rest reads and refuses results.
+    iterable, or an async iterable, of chunks). The rest reads and refuses results; subclass
+    this protocol to inherit `visible` (the result as it came).
     """
 
-    @property
-    def conversation(self) -> Sequence[Any]: ...
+    conversation: Sequence[Any]
 
     def start(self) -> Any: ...
 
-    def visible(self, result: Any) -> Any:
-        """The result as the caller may see it (e.g. without stripped reasoning)."""
-
     def outputs(self, result: Any) -> list[str]:
         """The text of each output (choice) of a result, to check."""
+        ...
 
     def refuse(self, result: Any, indexes: set[int], refusal: str) -> Any:
         """`result` with the outputs at `indexes` replaced by `refusal`; `None` if it can't be."""
+        ...
 
     def refusal(self, refusal: str) -> Any:
         """The result to return when the input is refused; `None` if it can't be expressed."""
+        ...
 
     def reader(self) -> ChunkReader:
         """A fresh reader for this call's stream."""
+        ...
+
+    def visible(self, result: Any) -> Any:
+        """The result as the caller may see it (e.g. without stripped reasoning)."""
+        return result
 
 
 # --- the steps the machine yields, and what the drivers answer -------------------------------

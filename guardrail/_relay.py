@@ -25,30 +25,41 @@ __all__ = ["AsyncGuardedStream", "ChunkReader", "GuardedStream", "Relay", "aclos
 
 
 class ChunkReader(Protocol):
-    """How a relay reads one stream's chunks, in an adapter's own types. One per stream."""
+    """How a relay reads one stream's chunks, in an adapter's own types. One per stream.
 
-    def visible(self, item: Any) -> Any:
-        """The chunk as the caller may see it (e.g. without stripped reasoning)."""
+    `text` and `refusal` are required; subclass this protocol to inherit the other methods'
+    defaults (chunks pass as they are, whole, none held, nothing extra).
+    """
 
     def text(self, item: Any) -> str:
         """The response text the chunk adds, to moderate ("" for none)."""
-
-    def held(self, item: Any) -> bool:
-        """True when the chunk must wait for the final check (tool calls, structured values)."""
-
-    def split(self, item: Any, n: int) -> tuple[Any, Any] | None:
-        """The chunk cut after `n` characters of its text, or None when it can't be cut."""
-
-    def extra_text(self) -> str:
-        """Text the chunks carry outside their deltas (tool calls, structured values), checked
-        once at the end with the whole response; "" when there is none."""
-
-    def last(self, items: list[Any]) -> list[Any]:
-        """The chunks the final check released, as they go out (a reader may merge them)."""
+        ...
 
     def refusal(self, refusal: str, *, after_text: bool) -> list[Any] | None:
         """The chunks that end a refused stream (`after_text`: some text already went out);
         None when the stream can't carry a refusal, which then raises `Blocked`."""
+        ...
+
+    def visible(self, item: Any) -> Any:
+        """The chunk as the caller may see it (e.g. without stripped reasoning)."""
+        return item
+
+    def held(self, item: Any) -> bool:
+        """True when the chunk must wait for the final check (tool calls, structured values)."""
+        return False
+
+    def split(self, item: Any, n: int) -> tuple[Any, Any] | None:
+        """The chunk cut after `n` characters of its text, or None when it can't be cut."""
+        return None
+
+    def extra_text(self) -> str:
+        """Text the chunks carry outside their deltas (tool calls, structured values), checked
+        once at the end with the whole response; "" when there is none."""
+        return ""
+
+    def last(self, items: list[Any]) -> list[Any]:
+        """The chunks the final check released, as they go out (a reader may merge them)."""
+        return items
 
 
 class Relay:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from guardrail import GuardOptions, MessageError
+from guardrail import Call, ChunkReader, GuardOptions, MessageError
 from langchain_core.messages import AIMessageChunk, BaseMessageChunk
 
 from guardrail_langchain._convert import input_messages, output_text, refusal_chunk, refusal_output, text_of, tool_calls_text
@@ -20,20 +20,20 @@ from guardrail_langchain._convert import input_messages, output_text, refusal_ch
 __all__ = ["MessageChunks", "RunnableCall"]
 
 
-class RunnableCall:
+class RunnableCall(Call):
     """One guarded call of a Runnable (a `guardrail.Call`); `start` runs it (`invoke`,
     `ainvoke`, `stream` or `astream`, bound to its input, config and keywords)."""
 
     def __init__(self, start: Callable[[], Any], value: Any, options: GuardOptions, output_kind: type | None) -> None:
-        self.conversation = input_messages(value, input_key=options.input_key)
+        self.conversation: Sequence[Any] = input_messages(value, input_key=options.input_key)
         if options.check_input and not any(m.get("role") == "user" for m in self.conversation):
             # Before anything runs: an optimistic call would already have started.
             raise MessageError("the input has no user message (HumanMessage) to check, so nothing is sent")
-        self.start = start
+        self._start = start
         self.output_kind = output_kind
 
-    def visible(self, output: Any) -> Any:
-        return output
+    def start(self) -> Any:
+        return self._start()
 
     def outputs(self, output: Any) -> list[str]:
         return [output_text(output)]
@@ -52,7 +52,7 @@ def _is_message(chunk: Any) -> bool:
     return isinstance(chunk, BaseMessageChunk)
 
 
-class MessageChunks:
+class MessageChunks(ChunkReader):
     """Reads a LangChain stream (a `guardrail.ChunkReader`): str and message chunks carry text;
     tool-call chunks and other values (structured output) wait for the final check, which reads
     them whole (tool calls as `name(arguments)`, values as JSON)."""
@@ -63,9 +63,6 @@ class MessageChunks:
         self.id: str | None = None
         self.tools: Any = None  # the tool-call chunks, added up
         self.values: Any = None  # the other chunks, aggregated like `Runnable.transform`
-
-    def visible(self, chunk: Any) -> Any:
-        return chunk
 
     def text(self, chunk: Any) -> str:
         self.first = self.first or type(chunk)

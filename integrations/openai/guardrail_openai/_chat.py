@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -25,7 +25,7 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
-from guardrail import ConfigError, GuardOptions, MessageError, tool_call_text
+from guardrail import Call, ChunkReader, ConfigError, GuardOptions, MessageError, tool_call_text
 from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, field, given, message_role
 
 __all__ = ["REASONING_FIELDS", "ChatCall", "ChatChunks"]
@@ -74,7 +74,7 @@ def _message_text(message: Any, sep: str, *, calls: bool = True) -> str:
     return sep.join(p for p in parts if isinstance(p, str) and p)
 
 
-class ChatCall:
+class ChatCall(Call):
     """One `chat.completions` request: read, sent and refused (a `guardrail.Call`)."""
 
     name = "chat.completions"
@@ -83,7 +83,7 @@ class ChatCall:
         self.kwargs = dict(kwargs)
         self.reasoning = options.reasoning
         self.validate(self.kwargs)
-        self.conversation = self._conversation(self.kwargs)
+        self.conversation: Sequence[Any] = self._conversation(self.kwargs)
         self.streaming = self.kwargs.get("stream") is True
         self._method = method
 
@@ -167,7 +167,7 @@ class ChatCall:
         return ChatChunks(model if isinstance(model, str) else "", strip=self.reasoning == "strip")
 
 
-class ChatChunks:
+class ChatChunks(ChunkReader):
     """Per-stream reader of `ChatCompletionChunk`s (a `guardrail.ChunkReader`); remembers the
     latest chunk to refuse like it, and each tool call's name and arguments to check at the end."""
 
@@ -206,14 +206,8 @@ class ChatChunks:
     def held(self, chunk: ChatCompletionChunk) -> bool:
         return any(c.delta.tool_calls or c.delta.function_call for c in chunk.choices)
 
-    def split(self, chunk: ChatCompletionChunk, n: int) -> None:
-        return None  # upstream chunks go out whole
-
     def extra_text(self) -> str:
         return "\n".join(tool_call_text(name, arguments) for name, arguments in self.calls.values())
-
-    def last(self, chunks: list[ChatCompletionChunk]) -> list[ChatCompletionChunk]:
-        return chunks
 
     def refusal(self, refusal: str, *, after_text: bool = False) -> list[ChatCompletionChunk]:
         last = self.latest

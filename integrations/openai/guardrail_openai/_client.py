@@ -1,26 +1,84 @@
 """`GuardedOpenAI` and `AsyncGuardedOpenAI`: the user's client, wrapped by composition.
 
 Guarded: `chat.completions.create` and `.parse`, `responses.create` and `.parse` (streaming
-included for `create`). Of the wrapped client's other attributes, only those on the allow-list
-in `_access` are forwarded (embeddings, files, models, moderations, settings, ...): the rest
-raise `AttributeError` pointing to `client.unguarded`, the bypass on purpose.
+included for `create`): each call is wrapped in its codec (`ChatCall`, `ResponsesCall`) and run
+by the guardrail kernel (`guardrail.invoke`, `open_stream` and their async twins). Of the
+wrapped client's other attributes, only those on the allow-list in `_access` are forwarded
+(embeddings, files, models, moderations, settings, ...): the rest raise `AttributeError`
+pointing to `client.unguarded`, the bypass on purpose; on a guarded resource only `delete` is.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import openai
 
-from guardrail import ConfigError, Guard, GuardOptions, OnBlock, Reasoning, StreamMode, Verdict
+from guardrail import (
+    ConfigError,
+    Guard,
+    GuardOptions,
+    OnBlock,
+    Reasoning,
+    StreamMode,
+    Verdict,
+    ainvoke,
+    aopen_stream,
+    invoke,
+    open_stream,
+)
 
-from guardrail_openai._access import CLIENT_ATTRIBUTES, not_guarded
+from guardrail_openai._access import CLIENT_ATTRIBUTES, RESOURCE_ATTRIBUTES, not_guarded
 from guardrail_openai._chat import ChatCall
-from guardrail_openai._resources import GuardedResource
 from guardrail_openai._responses import ResponsesCall
 
-__all__ = ["AsyncGuardedOpenAI", "GuardedOpenAI"]
+__all__ = ["AsyncGuardedOpenAI", "GuardedOpenAI", "GuardedResource"]
+
+
+class GuardedResource:
+    """A guarded `chat.completions` or `responses`. Use it through `GuardedOpenAI`.
+
+    `stream`, `retrieve`, `with_raw_response` and the other attributes but `delete` raise
+    `AttributeError` (see `_access`) and stay reachable through the client's `unguarded`.
+    """
+
+    def __init__(self, inner: Any, codec: Any, guard: Guard, options: GuardOptions, *, sync: bool) -> None:
+        self._inner = inner
+        self._codec = codec
+        self._guard = guard
+        self._options = options
+        self._sync = sync
+        # plain attributes with the wrapped method's name, docstring and signature
+        self.create = self._wrap(inner.create)
+        if callable(getattr(inner, "parse", None)):
+            self.parse = self._wrap(inner.parse)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_inner", "_codec"):  # not set yet: a half-built object must not recurse
+            raise AttributeError(name)
+        if name in RESOURCE_ATTRIBUTES:
+            return getattr(self._inner, name)
+        raise not_guarded(self, self._codec.name, self._inner, name)
+
+    def __repr__(self) -> str:
+        return f"<guarded {self._codec.name} of {self._inner!r}>"
+
+    def _call(self, method: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        call = self._codec(method, kwargs, self._options)
+        if self._sync:
+            return (open_stream if call.streaming else invoke)(self._guard, self._options, call)
+        return (aopen_stream if call.streaming else ainvoke)(self._guard, self._options, call)
+
+    def _wrap(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        if self._sync:
+            return functools.wraps(method)(lambda **kwargs: self._call(method, kwargs))
+
+        async def guarded(**kwargs: Any) -> Any:
+            return await self._call(method, kwargs)
+
+        return functools.wraps(method)(guarded)
 
 
 class _Chat:

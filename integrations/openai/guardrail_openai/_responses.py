@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openai.types.responses import (
@@ -34,7 +34,7 @@ from openai.types.responses import (
 )
 from openai.types.responses.response import IncompleteDetails
 
-from guardrail import GuardOptions, MessageError, tool_call_text
+from guardrail import Call, ChunkReader, GuardOptions, MessageError, tool_call_text
 from guardrail_openai._common import INPUT_ROLES, as_sequence, check_extra_body, field, given, message_role
 
 __all__ = ["ResponseEvents", "ResponsesCall"]
@@ -90,7 +90,7 @@ def _refused(response: Response, message: ResponseOutputMessage) -> Response:
     )
 
 
-class ResponsesCall:
+class ResponsesCall(Call):
     """One `responses` request: read, sent and refused (a `guardrail.Call`)."""
 
     name = "responses"
@@ -98,7 +98,7 @@ class ResponsesCall:
     def __init__(self, method: Callable[..., Any], kwargs: Mapping[str, Any], options: GuardOptions) -> None:
         self.kwargs = dict(kwargs)
         check_extra_body(self.kwargs, _READ)
-        self.conversation = self._conversation(self.kwargs)
+        self.conversation: Sequence[Any] = self._conversation(self.kwargs)
         self.streaming = self.kwargs.get("stream") is True
         self._method = method
 
@@ -131,9 +131,6 @@ class ResponsesCall:
             )
         return messages
 
-    def visible(self, response: Response) -> Response:
-        return response  # reasoning items are always moderated (the `reasoning` option is chat's)
-
     def outputs(self, response: Response) -> list[str]:
         return ["\n".join(t for item in response.output for t in _item_texts(item) if t)]
 
@@ -160,7 +157,7 @@ class ResponsesCall:
         return ResponseEvents(self)
 
 
-class ResponseEvents:
+class ResponseEvents(ChunkReader):
     """Per-stream reader of response stream events (a `guardrail.ChunkReader`); collects tool
     calls to check at the end and knows enough to append a refusal."""
 
@@ -170,9 +167,6 @@ class ResponseEvents:
         self.sequence = -1
         self.output_index = -1
         self.calls: dict[str, list[str]] = {}  # item id -> [name, arguments]
-
-    def visible(self, event: Any) -> Any:
-        return event
 
     def text(self, event: Any) -> str:
         self.sequence = max(self.sequence, getattr(event, "sequence_number", -1))
@@ -193,14 +187,8 @@ class ResponseEvents:
             whole = getattr(event, "arguments", None) or getattr(event, "input", None)
             call[1] = whole if isinstance(whole, str) else call[1] + (getattr(event, "delta", "") or "")
 
-    def split(self, event: Any, n: int) -> None:
-        return None  # events go out whole
-
     def extra_text(self) -> str:
         return "\n".join(tool_call_text(name, arguments) for name, arguments in self.calls.values())
-
-    def last(self, events: list[Any]) -> list[Any]:
-        return events
 
     def held(self, event: Any) -> bool:
         kind = getattr(event, "type", "")
