@@ -141,7 +141,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         config = _child_config(run_manager)
-        message = self._calls.invoke(messages, config, stop=stop, **kwargs)
+        message = self._calls.invoke(messages, run_manager, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -152,7 +152,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         config = _child_config(run_manager)
-        message = await self._calls.ainvoke(messages, config, stop=stop, **kwargs)
+        message = await self._calls.ainvoke(messages, run_manager, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -163,7 +163,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         config = _child_config(run_manager)
-        for chunk in self._calls.stream(messages, config, stop=stop, **kwargs):
+        for chunk in self._calls.stream(messages, run_manager, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 
     async def _astream(
@@ -174,7 +174,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         config = _child_config(run_manager)
-        async for chunk in self._calls.astream(messages, config, stop=stop, **kwargs):
+        async for chunk in self._calls.astream(messages, run_manager, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 
     def _guarded(self, runnable: Runnable) -> GuardedRunnable:

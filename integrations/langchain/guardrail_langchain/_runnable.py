@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from guardrail import ConfigError, Guard, GuardOptions, OnBlock, StreamMode, Verdict, ainvoke, aopen_stream, invoke, open_stream
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
 
 from guardrail_langchain._codec import RunnableCall
@@ -26,7 +25,12 @@ def options_for(guard: Any, options: GuardOptions) -> GuardOptions:
 
 
 class GuardedCalls:
-    """A runnable's four guarded entry points: the kernel's, each given a `RunnableCall`."""
+    """A runnable's guarded entry points: the kernel's, each given a `RunnableCall`.
+
+    They take LangChain's run-function arguments (`value, run_manager, config`), so a
+    `Runnable`'s `_call_with_config` and `_transform_stream_with_config` can call them; the
+    run manager is unused (`config` carries the run's callbacks).
+    """
 
     def __init__(self, guard: Guard, options: GuardOptions, runnable: Runnable, output_kind: type | None) -> None:
         self.guard, self.options, self.runnable, self.output_kind = guard, options, runnable, output_kind
@@ -35,22 +39,31 @@ class GuardedCalls:
         start = functools.partial(method, value, without_stream_taps(config), **kwargs)
         return RunnableCall(start, value, self.options, self.output_kind)
 
-    def invoke(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+    def invoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         return invoke(self.guard, self.options, self._call(self.runnable.invoke, value, config, kwargs))
 
-    async def ainvoke(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+    async def ainvoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
         return await ainvoke(self.guard, self.options, self._call(self.runnable.ainvoke, value, config, kwargs))
 
-    def stream(self, value: Any, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
         with open_stream(self.guard, self.options, self._call(self.runnable.stream, value, config, kwargs)) as chunks:
             yield from chunks
 
-    async def astream(self, value: Any, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
+    async def astream(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
         call = self._call(self.runnable.astream, value, config, kwargs)
         async with await aopen_stream(self.guard, self.options, call) as chunks:
             async for chunk in chunks:
                 yield chunk
 
+    def transform(self, values: Iterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+        """`stream` of the one input a `Runnable.stream` run hands its transformer."""
+        yield from self.stream(next(values), run_manager, config, **kwargs)
+
+    async def atransform(
+        self, values: AsyncIterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in self.astream(await anext(values), run_manager, config, **kwargs):
+            yield chunk
 
 
 def _output_kind(runnable: Runnable) -> type | None:
@@ -128,57 +141,18 @@ class GuardedRunnable(Runnable[Any, Any]):
     def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
         return self.runnable.get_output_schema(config)
 
-    def _invoke(
-        self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
-    ) -> Any:
-        return self._calls.invoke(value, config, **kwargs)
-
-    async def _ainvoke(
-        self,
-        value: Any,
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> Any:
-        return await self._calls.ainvoke(value, config, **kwargs)
-
-    def _stream(
-        self,
-        values: Iterator[Any],
-        run_manager: CallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> Iterator[Any]:
-        value = next(values)
-        yield from self._calls.stream(value, config, **kwargs)
-
-    async def _astream(
-        self,
-        values: AsyncIterator[Any],
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        value = await anext(values)
-        async for chunk in self._calls.astream(value, config, **kwargs):
-            yield chunk
-
+    # LangChain's run wrappers pass `config=` (and no run manager) to these, and trace the run.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
-        return self._call_with_config(self._invoke, input, config, **kwargs)
+        return self._call_with_config(self._calls.invoke, input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+        return await self._acall_with_config(self._calls.ainvoke, input, config, **kwargs)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # noqa: A002
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
+        yield from self._transform_stream_with_config(iter([input]), self._calls.transform, config, **kwargs)
 
-    async def astream(
-        self,
-        input: Any,  # noqa: A002
-        config: RunnableConfig | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(_one(input), self._astream, config, **kwargs):
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # noqa: A002
+        async for chunk in self._atransform_stream_with_config(_one(input), self._calls.atransform, config, **kwargs):
             yield chunk
 
 
