@@ -26,7 +26,7 @@ import contextvars
 import inspect
 import threading
 import types
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -256,7 +256,7 @@ class _Flow:
         while (item := (yield Next())) is not END:
             text = relay.accept(item)
             step = (yield from self._checks(moderator.feeding(text))) if text else None
-            if (out := self._after(relay, step)) is not None:
+            if out := self._after(relay, step):
                 yield Emit(out)
             if relay.done:
                 return
@@ -279,7 +279,7 @@ class _Flow:
         except StopIteration as done:
             return done.value
 
-    def _after(self, relay: Relay, step: StreamStep | None) -> list[Any] | None:
+    def _after(self, relay: Relay, step: StreamStep | None) -> list[Any]:
         if step is not None and step.stopped:
             return self._stop(relay, step)
         return relay.released()
@@ -305,7 +305,7 @@ class _Flow:
 
 
 def _role(message: Any) -> Any:
-    return message.get("role") if isinstance(message, dict) else getattr(message, "role", None)
+    return message.get("role") if isinstance(message, Mapping) else getattr(message, "role", None)
 
 
 # --- optimistic mode: one background job, sync (a thread) or async (a task) ------------------
