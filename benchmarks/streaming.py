@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--every", type=int, default=200)
     args = parser.parse_args()
     scorer = TransformersScorer.from_pretrained(
-        str(embedded_model_path()), dtype=args.dtype, adapter=str(default_adapter()), batching=False
+        str(embedded_model_path()), dtype=args.dtype, adapter=str(default_adapter())
     )
     answer = answer_text(scorer, args.tokens)
     short = answer_text(scorer, 200)

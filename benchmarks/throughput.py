@@ -3,9 +3,10 @@
     python benchmarks/throughput.py                 # embedded model, bf16
     python benchmarks/throughput.py --policies 4 --checks 32
 
-Unbatched: `TransformersScorer(batching=False)`; each `acheck_input` scores in a worker thread
-and the scorer's lock runs the forwards one at a time. Batched: the default, `batching=True`:
-checks that arrive while a forward runs are gathered and share the next one (several turns'
+Unbatched: the bare `TransformersScorer`; each `acheck_input` scores in a worker thread and the
+scorer's lock runs the forwards one at a time. Batched: `BatchingScorer(scorer, max_wait_ms=0)`,
+what the configuration's `batching = true` and `Guard`'s default build: checks that arrive while
+a forward runs are gathered and share the next one (several turns'
 prefixes prefilled together, all their policy suffixes in one batch). Each check is one user
 message of a few dozen tokens, made distinct by a ticket number; all concurrency levels run the
 same messages.
@@ -22,7 +23,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from guardrail import BUILTIN_POLICIES, Guard
+from guardrail import BUILTIN_POLICIES, BatchingScorer, Guard
 
 MESSAGES = [
     "How do I bake sourdough bread at home?",
@@ -58,31 +59,26 @@ def throughput_rows(
     min_checks: int = 16,
     policies: int = 1,
 ) -> list[dict[str, float]]:
-    """For each concurrency: checks/s with the scorer's batching off and on, and max |dP|."""
+    """For each concurrency: checks/s without and with a `BatchingScorer` around `scorer`
+    (a bare one: unwrap a configured scorer's `inner` first), and max |dP|."""
     names = list(BUILTIN_POLICIES)[:policies]
-    guard = Guard(names, scorer=scorer)
-    saved = scorer.batching
-    scorer.batching = False
-    asyncio.run(_run_checks(guard, MESSAGES[:2], 1))  # warm-up
+    plain = Guard(names, scorer=scorer)
+    batched = Guard(names, scorer=BatchingScorer(scorer, max_batch=4 * getattr(scorer, "batch_size", 8), max_wait_ms=0))
+    asyncio.run(_run_checks(plain, MESSAGES[:2], 1))  # warm-up
     rows = []
-    try:
-        for concurrency in concurrencies:
-            n = max(concurrency, min_checks)
-            # Every check distinct: identical turns would share one prefill and flatter batching.
-            texts = [f"{m} (ticket {i})" for i, m in enumerate(itertools.islice(itertools.cycle(MESSAGES), n))]
-            scorer.batching = False
-            t_plain, s_plain = asyncio.run(_run_checks(guard, texts, concurrency))
-            scorer.batching = True
-            t_batched, s_batched = asyncio.run(_run_checks(guard, texts, concurrency))
-            rows.append({
-                "concurrency": concurrency,
-                "checks": n,
-                "unbatched": n / t_plain,
-                "batched": n / t_batched,
-                "dp": max(abs(a - b) for a, b in zip(s_plain, s_batched)),
-            })
-    finally:
-        scorer.batching = saved
+    for concurrency in concurrencies:
+        n = max(concurrency, min_checks)
+        # Every check distinct: identical turns would share one prefill and flatter batching.
+        texts = [f"{m} (ticket {i})" for i, m in enumerate(itertools.islice(itertools.cycle(MESSAGES), n))]
+        t_plain, s_plain = asyncio.run(_run_checks(plain, texts, concurrency))
+        t_batched, s_batched = asyncio.run(_run_checks(batched, texts, concurrency))
+        rows.append({
+            "concurrency": concurrency,
+            "checks": n,
+            "unbatched": n / t_plain,
+            "batched": n / t_batched,
+            "dp": max(abs(a - b) for a, b in zip(s_plain, s_batched)),
+        })
     return rows
 
 

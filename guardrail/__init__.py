@@ -13,7 +13,20 @@ from guardrail._batching import BatchingScorer
 from guardrail._config import Config, ModelConfig, load_config
 from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
 from guardrail._guard import Guard
-from guardrail._messages import Message, Turn, select_turn
+from guardrail._kernel import (
+    AsyncGuardedStream,
+    Call,
+    GuardedStream,
+    GuardOptions,
+    OnBlock,
+    Reasoning,
+    ainvoke,
+    aopen_stream,
+    invoke,
+    open_stream,
+    react,
+)
+from guardrail._messages import Message, Turn, prompt_text, select_turn, tool_call_text
 from guardrail._normalize import normalize_for_scoring
 from guardrail._policies import (
     BUILTIN_POLICIES,
@@ -25,31 +38,40 @@ from guardrail._policies import (
     format_guideline,
 )
 from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
+from guardrail._relay import ChunkReader, Relay
 from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
-from guardrail._streaming import StreamMode, StreamModerator, StreamStep, check_stream_options
+from guardrail._streaming import StreamMode, StreamModerator, StreamStep, validate_stream_options
 from guardrail._tracing import TracedScorer, otel_observer
 from guardrail._windows import Windows
 from guardrail._verdict import DEFAULT_REFUSAL, Decision, Outcome, Verdict
 
 __all__ = [
     "Action",
+    "AsyncGuardedStream",
     "AsyncScorer",
     "BUILTIN_POLICIES",
     "BatchingScorer",
     "Blocked",
+    "Call",
+    "ChunkReader",
     "Config",
     "ConfigError",
     "DEFAULT_REFUSAL",
     "Decision",
     "FailMode",
     "Guard",
+    "GuardOptions",
+    "GuardedStream",
     "GuardrailError",
     "JsonlAudit",
     "Message",
     "MessageError",
     "ModelConfig",
+    "OnBlock",
     "Outcome",
     "Policy",
+    "Reasoning",
+    "Relay",
     "ScoreRequest",
     "Scorer",
     "ScorerError",
@@ -62,19 +84,26 @@ __all__ = [
     "Turn",
     "Verdict",
     "Windows",
+    "ainvoke",
+    "aopen_stream",
     "audit_record",
     "builtin_policy",
     "chat_template",
-    "check_stream_options",
     "content_hash",
     "format_guideline",
+    "invoke",
     "load_config",
     "normalize_for_scoring",
+    "open_stream",
     "otel_observer",
+    "prompt_text",
+    "react",
     "render_chat",
     "render_prompt",
     "select_turn",
     "split_prompt",
+    "tool_call_text",
+    "validate_stream_options",
 ]
 
 __version__ = "0.1.0"

@@ -19,9 +19,10 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from guardrail._exceptions import ConfigError, ScorerError
-from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, ascore_raw, load_scorer
 
 __all__ = ["BatchingScorer"]
 
@@ -224,6 +225,17 @@ class BatchingScorer:
             queue = self._queues.get(loop)
         return queue.queued if queue is not None else 0
 
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The inner scorer's calibrated thresholds, if it has any: batching changes no score."""
+        return dict(getattr(self.inner, "thresholds", None) or {})
+
+    def stream_scorer(self) -> Any:
+        """The inner scorer's per-stream scorer, or None: a stream's checks come one at a time,
+        so there is nothing to gather, and `Guard.for_stream` uses it directly."""
+        make = getattr(self.inner, "stream_scorer", None)
+        return None if make is None else make()
+
     def load(self) -> None:
         load_scorer(self.inner)
 
@@ -250,12 +262,7 @@ class BatchingScorer:
             return queue
 
     async def _score_batch(self, requests: list[ScoreRequest]) -> list[float]:
-        native = getattr(self.inner, "ascore", None)
-        if native is not None:
-            raw = await native(requests)
-        else:
-            raw = await asyncio.to_thread(self.inner.score, requests)
-        scores = list(raw)
+        scores = list(await ascore_raw(self.inner, requests))  # type: ignore[call-overload]
         if len(scores) != len(requests):
             raise ScorerError(f"inner scorer returned {len(scores)} scores for {len(requests)} requests")
         return scores

@@ -201,7 +201,8 @@ def _messages(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tupl
     return [{"role": "user", "content": args.text}], Stage.INPUT
 
 
-def _table(verdict_dict: dict, out: TextIO) -> None:
+def _write_decisions(verdict_dict: dict, out: TextIO) -> None:
+    """Print a verdict's decisions as a table: policy, P(Yes), threshold, decision."""
     rows = [("policy", "P(Yes)", "threshold", "decision")]
     for d in verdict_dict["decisions"]:
         decision = d["action"] if d["triggered"] else "allow"
@@ -252,7 +253,7 @@ def main(argv: Sequence[str] | None = None, *, scorer: Scorer | None = None, out
             for name, text in prompts:
                 out.write(f"----- prompt for policy {name} ({stage.value}) -----\n{text}")
             out.write("----- end of prompts -----\n")
-        _table(result, out)
+        _write_decisions(result, out)
     return 0 if verdict.allowed else 1
 
 

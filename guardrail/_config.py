@@ -57,9 +57,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from guardrail._batching import BatchingScorer
 from guardrail._exceptions import ConfigError
-from guardrail._guard import check_retries, check_seconds
-from guardrail._policies import BUILTIN_POLICIES, DEFAULT_POLICIES, Policy, Stage, format_guideline, resolve_policies
+from guardrail._guard import validate_retries, validate_seconds
+from guardrail._policies import (
+    BUILTIN_POLICIES,
+    DEFAULT_POLICIES,
+    Policy,
+    Stage,
+    builtin_policy,
+    format_guideline,
+    resolve_policies,
+)
 from guardrail._verdict import DEFAULT_REFUSAL
 from guardrail._windows import Windows
 
@@ -108,14 +117,29 @@ class ModelConfig:
             return self._remote(self.url)
         if self.threads is not None:
             set_threads(self.threads)
+        scorer = self._local()
+        if not self.batching:
+            return scorer
+        return BatchingScorer(scorer, max_batch=4 * self.batch_size, max_wait_ms=0)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The calibrated thresholds of the model this describes (the embedded one has some)."""
+        if self.url is not None or self.name != "embedded":
+            return {}
+        return self._embedded().thresholds
+
+    def _embedded(self) -> Any:
+        from guardrail._embedded import EmbeddedScorer
+
+        adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
+        return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter)
+
+    def _local(self) -> Scorer:
         if self.name == "embedded":
             if self.attn_implementation:
                 raise ConfigError("model.attn_implementation needs a model.name other than 'embedded'")
-            from guardrail._embedded import EmbeddedScorer
-
-            adapter = {None: "default", "none": None}.get(self.adapter, self.adapter)
-            return EmbeddedScorer(dtype=self.dtype, device_map=self.device_map, adapter=adapter,
-                                  batching=self.batching)
+            return self._embedded()  # loads lazily
         from guardrail._transformers import TransformersScorer
 
         try:
@@ -126,7 +150,6 @@ class ModelConfig:
                 attn_implementation=self.attn_implementation,
                 adapter=self.adapter,
                 batch_size=self.batch_size,
-                batching=self.batching,
             )
         except ConfigError:
             raise
@@ -200,16 +223,16 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _builtin(name: str, where: str, thresholds: Mapping[str, float] = {}) -> Policy:  # noqa: B006 - read-only
+def _builtin(name: str, where: str, thresholds: Mapping[str, float]) -> Policy:
+    """`builtin_policy` with the model's thresholds; an unknown name's error says where."""
     try:
-        policy = BUILTIN_POLICIES[name]
-    except KeyError:
-        known = ", ".join(BUILTIN_POLICIES)
-        raise ConfigError(f"{where}: unknown built-in policy {name!r}; known: {known}") from None
-    return dataclasses.replace(policy, threshold=thresholds[name]) if name in thresholds else policy
+        return builtin_policy(name, thresholds=thresholds)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
-def _table(data: Any, where: str) -> dict[str, Any]:
+def _require_table(data: Any, where: str) -> dict[str, Any]:
+    """`data` as a dict when it is a TOML table; `ConfigError` naming `where` otherwise."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: must be a table, got {type(data).__name__}")
     return dict(data)
@@ -294,7 +317,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     where = str(source or "config")
     _check_keys(data, {"model", "guard", "policies", "serve"}, where)  # serve: load_serve_table
-    model_data = _table(data.get("model", {}), f"{where}: model")
+    model_data = _require_table(data.get("model", {}), f"{where}: model")
     for variable, key in _ENV.items():
         if environ.get(variable):
             model_data[key] = environ[variable]
@@ -308,7 +331,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
         if not adapter.is_absolute():  # relative to the configuration file, not the cwd
             model_data["adapter"] = str(source.parent / adapter)
     model = _model(model_data, f"{where}: model")
-    guard = _table(data.get("guard", {}), f"{where}: guard")
+    guard = _require_table(data.get("guard", {}), f"{where}: guard")
     _check_keys(guard, {"refusal", "timeout", "budget", "retries", "window", "overlap", "prompt_tail"}, f"{where}: guard")
     refusal = guard.pop("refusal", DEFAULT_REFUSAL)
     if not isinstance(refusal, str) or not refusal:
@@ -316,22 +339,18 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
     # The Guard's own checks, run here so the error names the file and the key.
     for key in ("timeout", "budget"):
         if key in guard:
-            check_seconds(f"{where}: guard.{key}:", guard[key])
+            validate_seconds(f"{where}: guard.{key}:", guard[key])
     if "retries" in guard:
-        check_retries(f"{where}: guard.retries:", guard["retries"])
+        validate_retries(f"{where}: guard.retries:", guard["retries"])
     try:
         windows = Windows(size=guard.pop("window", Windows.size), overlap=guard.pop("overlap", Windows.overlap),
                           prompt_tail=guard.pop("prompt_tail", Windows.prompt_tail))
     except ConfigError as exc:
         raise ConfigError(f"{where}: guard: {exc}") from None
-    thresholds: Mapping[str, float] = {}
-    if model.name == "embedded" and model.url is None and model.adapter is None:
-        from guardrail._embedded import calibrated_thresholds
-
-        thresholds = calibrated_thresholds()  # fitted for the shipped adapter
-    policies_data = _table(data.get("policies", {}), f"{where}: policies")
+    thresholds = model.thresholds  # the model's calibrated thresholds, for built-ins
+    policies_data = _require_table(data.get("policies", {}), f"{where}: policies")
     policies = tuple(
-        _policy(name, _table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)
+        _policy(name, _require_table(body, f"{where}: policies.{name}"), f"{where}: policies.{name}", thresholds)
         for name, body in policies_data.items()
     )
     if not policies:
@@ -364,7 +383,7 @@ def load_serve_table(path: str | os.PathLike[str] | None, *, environ: Mapping[st
             raise ConfigError(f"{source}: no such configuration file") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-        table = _table(data.get("serve", {}), f"{source}: serve")
+        table = _require_table(data.get("serve", {}), f"{source}: serve")
     keys = environ.get("GUARDRAIL_SERVE_API_KEYS")
     if keys:
         table["api_keys"] = [k.strip() for k in keys.split(",") if k.strip()]

@@ -17,14 +17,13 @@ import asyncio
 import json
 import os
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from guardrail._exceptions import ConfigError
-from guardrail._policies import DEFAULT_POLICIES, Policy, builtin_policy
 
 if TYPE_CHECKING:
     from guardrail._scoring import ScoreRequest
@@ -37,7 +36,6 @@ __all__ = [
     "calibrated_thresholds",
     "default_adapter",
     "embedded_model_path",
-    "embedded_policies",
 ]
 
 EMBEDDED_MODEL = "embedded"
@@ -62,20 +60,6 @@ def calibrated_thresholds() -> dict[str, float]:
         return {}
     data = json.loads((adapter / "thresholds.json").read_text(encoding="utf-8"))
     return {name: float(entry["threshold"]) for name, entry in data["policies"].items()}
-
-
-def embedded_policies(policies: Iterable[Policy | str] | None) -> list[Policy | str] | None:
-    """Built-in policies named by string get the shipped adapter's calibrated thresholds.
-
-    Policy objects are the caller's own choice and are kept as they are.
-    """
-    thresholds = calibrated_thresholds()
-    if policies is None:
-        policies = DEFAULT_POLICIES
-    return [
-        builtin_policy(p, threshold=thresholds[p]) if isinstance(p, str) and p in thresholds else p
-        for p in policies
-    ]
 
 
 def cache_dir() -> Path:
@@ -156,10 +140,8 @@ class EmbeddedScorer:
         dtype: str = "bfloat16",
         device_map: str | None = None,
         adapter: str | None = "default",
-        batching: bool = True,
     ) -> None:
         self.dtype = dtype
-        self.batching = batching
         self.device_map = device_map
         if adapter == "default":
             shipped = default_adapter()
@@ -178,8 +160,7 @@ class EmbeddedScorer:
                     raise ConfigError(f"model.adapter: {self.adapter!r}: no such directory")
                 path = embedded_model_path(progress=True)
                 self._scorer = TransformersScorer.from_pretrained(
-                    str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter,
-                    batching=self.batching,
+                    str(path), dtype=self.dtype, device_map=self.device_map, adapter=self.adapter
                 )
             return self._scorer
 
@@ -200,9 +181,10 @@ class EmbeddedScorer:
 
         return LazyStreamScorer(lambda: self.loaded.stream_scorer())
 
-    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
-        """Loads in a worker thread on first use; concurrent calls are batched (see `TransformersScorer`)."""
-        scorer = self._scorer
-        if scorer is None:
-            scorer = await asyncio.to_thread(lambda: self.loaded)
-        return await scorer.ascore(requests)
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """The per-policy thresholds calibrated for this model: those fitted for the shipped
+        adapter when it is the one in use, else none. `Guard` gives them to the built-in
+        policies it is given by name (see `resolve_policies`)."""
+        shipped = default_adapter()
+        return calibrated_thresholds() if shipped is not None and self.adapter == str(shipped) else {}

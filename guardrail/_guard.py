@@ -12,13 +12,14 @@ import copy
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import tenacity
 
-from guardrail._exceptions import ConfigError, ScorerError
+from guardrail._batching import BatchingScorer
+from guardrail._exceptions import ConfigError, MessageError, ScorerError
 from guardrail._messages import Turn, select_turn
 from guardrail._normalize import scoring_turn
 from guardrail._policies import FailMode, Policy, Stage, as_stage, resolve_policies
@@ -40,7 +41,7 @@ class _Plan:
     requests: list[ScoreRequest]  # window-major: every policy for window 0, then window 1, ...
 
 
-def check_seconds(name: str, value: float | None) -> float | None:
+def validate_seconds(name: str, value: float | None) -> float | None:
     """A timeout or budget: None, or a positive finite number of seconds."""
     if value is None:
         return None
@@ -49,7 +50,7 @@ def check_seconds(name: str, value: float | None) -> float | None:
     return float(value)
 
 
-def check_retries(name: str, value: int) -> int:
+def validate_retries(name: str, value: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
     return value
@@ -65,8 +66,9 @@ class Guard:
     >>> guard.check_input([{"role": "user", "content": "How do I bake bread?"}]).allowed
     True
 
-    With no `scorer`, the embedded default model loads on the first check (not before), and
-    built-in policies named by string take the thresholds calibrated for it.
+    With no `scorer`, the embedded default model loads on the first check (not before), behind
+    a `BatchingScorer` that gathers concurrent async checks. Built-in policies named by string
+    take the scorer's calibrated `thresholds` when it has them (the embedded model does).
 
     Reliability options: `timeout` bounds each scorer call and `budget` the whole check, retries
     included (`retries` extra attempts on a `ScorerError`); when no score can be had, each
@@ -95,12 +97,10 @@ class Guard:
         observers: Sequence[Observer] = (),
         warm_up: bool = False,
     ) -> None:
-        if scorer is None:  # the embedded default: base model, shipped adapter, its thresholds
-            from guardrail._embedded import EmbeddedScorer, embedded_policies
+        if scorer is None:  # the embedded default, gathering concurrent async checks
+            from guardrail._embedded import EmbeddedScorer
 
-            scorer = EmbeddedScorer()
-            policies = embedded_policies(policies)
-        self.policies = resolve_policies(policies)
+            scorer = BatchingScorer(EmbeddedScorer(), max_batch=32, max_wait_ms=0)
         if not callable(getattr(scorer, "score", None)):
             raise ConfigError(f"scorer must have a score(requests) method, got {scorer!r}")
         if not isinstance(refusal, str) or not refusal:
@@ -109,11 +109,13 @@ class Guard:
             raise ConfigError(f"windows must be a guardrail.Windows or None, got {windows!r}")
         if not all(callable(o) for o in observers):
             raise ConfigError("observers must be callables taking a Verdict")
+        thresholds = getattr(scorer, "thresholds", None)
+        self.policies = resolve_policies(policies, thresholds=thresholds if isinstance(thresholds, Mapping) else None)
         self.scorer = scorer
         self.refusal = refusal
-        self.timeout = check_seconds("timeout", timeout)
-        self.budget = check_seconds("budget", budget)
-        self.retries = check_retries("retries", retries)
+        self.timeout = validate_seconds("timeout", timeout)
+        self.budget = validate_seconds("budget", budget)
+        self.retries = validate_retries("retries", retries)
         self.windows = windows
         self.observers = tuple(observers)
         self._stream = False  # a `for_stream()` copy, owning its per-stream scorer
@@ -167,10 +169,11 @@ class Guard:
         the stream scorer when the stream ends (`close_stream`).
         """
         make = getattr(self.scorer, "stream_scorer", None)
-        if make is None:
+        stream = None if make is None else make()
+        if stream is None:
             return self
         twin = copy.copy(self)
-        twin.scorer = make()
+        twin.scorer = stream
         twin._loaded = False  # the stream scorer loads (the model, once) outside the timeout too
         twin._stream = True
         return twin
@@ -198,6 +201,13 @@ class Guard:
 
     def _plan(self, messages: Any, stage: Stage) -> _Plan:
         turn, index = select_turn(messages, stage)
+        return self._plan_turn(turn, index, stage)
+
+    def _plan_turn(self, turn: Turn, index: int, stage: Stage) -> _Plan:
+        if not isinstance(turn, Turn):
+            raise MessageError(f"turn must be a guardrail.Turn, got {type(turn).__name__}")
+        if turn.stage is not stage:
+            raise MessageError(f"a {stage.value} check needs a turn {'with' if stage is Stage.OUTPUT else 'without'} a response")
         policies = tuple(p for p in self.policies if p.applies_to(stage))
         requests = [
             ScoreRequest(turn=window, guideline=p.guideline(stage), policy=p.name)
@@ -260,7 +270,29 @@ class Guard:
         return None if self.budget is None else time.monotonic() + self.budget
 
     def check(self, messages: Any, stage: Stage | str) -> Verdict:
-        plan = self._plan(messages, as_stage(stage))
+        return self._run(self._plan(messages, as_stage(stage)))
+
+    async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
+        return await self._arun(self._plan(messages, as_stage(stage)))
+
+    def check_turn(self, turn: Turn, stage: Stage | str | None = None, *, message_index: int = -1) -> Verdict:
+        """Check a turn an adapter already holds, without building a message list for it.
+
+        >>> guard.check_turn(Turn(prompt="hi", response="Hello!")).allowed   # doctest: +SKIP
+        True
+
+        `stage` defaults to the turn's own (output when it has a response); `message_index`
+        is recorded in the verdict as the index of the judged message (-1: the last one).
+        """
+        stage = _turn_stage(turn, stage)
+        return self._run(self._plan_turn(turn, message_index, stage))
+
+    async def acheck_turn(self, turn: Turn, stage: Stage | str | None = None, *, message_index: int = -1) -> Verdict:
+        """The async twin of `check_turn`."""
+        stage = _turn_stage(turn, stage)
+        return await self._arun(self._plan_turn(turn, message_index, stage))
+
+    def _run(self, plan: _Plan) -> Verdict:
         try:
             self.warm_up()  # outside the timeout and the budget
             deadline = self._deadline()
@@ -269,8 +301,7 @@ class Guard:
             return self._verdict(plan, exc)
         return self._verdict(plan, scores)
 
-    async def acheck(self, messages: Any, stage: Stage | str) -> Verdict:
-        plan = self._plan(messages, as_stage(stage))
+    async def _arun(self, plan: _Plan) -> Verdict:
         try:
             await self.awarm_up()  # outside the timeout and the budget
             deadline = self._deadline()
@@ -292,6 +323,14 @@ class Guard:
 
     async def acheck_output(self, messages: Any) -> Verdict:
         return await self.acheck(messages, Stage.OUTPUT)
+
+
+def _turn_stage(turn: Turn, stage: Stage | str | None) -> Stage:
+    if stage is not None:
+        return as_stage(stage)
+    if not isinstance(turn, Turn):
+        raise MessageError(f"turn must be a guardrail.Turn, got {type(turn).__name__}")
+    return turn.stage
 
 
 def _call(fn: Callable[..., Any], *args: Any) -> Any:

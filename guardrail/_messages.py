@@ -8,6 +8,7 @@ Accepted messages are OpenAI-shaped dicts (`{"role": ..., "content": ...}`) or o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from guardrail._exceptions import MessageError
 from guardrail._policies import Stage
 
-__all__ = ["Message", "Turn", "message_text", "select_turn"]
+__all__ = ["Message", "Turn", "message_text", "prompt_text", "select_turn", "tool_call_text"]
 
 _TEXT_PART_TYPES = frozenset({"text", "input_text", "output_text"})
 _ASSISTANT_ROLES = frozenset({"assistant", "model"})
@@ -75,6 +76,25 @@ def _content_text(content: Any, index: int) -> str:
     )
 
 
+def tool_call_text(name: str, arguments: Any) -> str:
+    """A tool call as the guard scores it, whichever API it came through: `name(arguments)`.
+
+    Arguments that are JSON (a string of it, as OpenAI sends them, or the parsed value, as
+    LangChain holds them) are written as canonical JSON (`json.dumps`, non-ASCII kept), so one
+    call gets one text, and escapes such as `\\u0062omb` are scored as the text they spell.
+    Arguments that are not JSON are scored as sent.
+
+    >>> tool_call_text("search", '{"q":"bread"}') == tool_call_text("search", {"q": "bread"})
+    True
+    """
+    if isinstance(arguments, str):
+        try:
+            arguments = json.loads(arguments)
+        except ValueError:
+            return f"{name}({arguments})"
+    return f"{name}({json.dumps(arguments, ensure_ascii=False, default=str)})"
+
+
 def _call_texts(message: Any, index: int) -> list[str]:
     """A refusal and tool calls reach the caller like content does, so they are scored too."""
     texts = []
@@ -94,7 +114,7 @@ def _call_texts(message: Any, index: int) -> list[str]:
         args = _field(spec, "input" if custom is not None else "arguments")
         if not isinstance(name, str) or not isinstance(args, str):
             raise MessageError(f"message {index}, tool call {n}: needs a name and string arguments")
-        texts.append(f"{name}({args})")
+        texts.append(tool_call_text(name, args))
     return texts
 
 
@@ -125,6 +145,14 @@ def _last_index(messages: list[Any], roles: frozenset[str], before: int) -> int 
         if message_role(messages[index], index) in roles:
             return index
     return None
+
+
+def prompt_text(messages: Any) -> str:
+    """The prompt an answer to `messages` is judged with: the latest user message's text, or
+    "" when there is none (as `select_turn` pairs an output check)."""
+    items = _as_list(messages)
+    user = _last_index(items, frozenset({"user"}), len(items))
+    return "" if user is None else message_text(items[user], user)
 
 
 def select_turn(messages: Any, stage: Stage) -> tuple[Turn, int]:

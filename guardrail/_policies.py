@@ -222,13 +222,19 @@ BUILTIN_POLICIES: Mapping[str, Policy] = {
 """The six ShieldGemma harms, threshold 0.5, action `block`, both stages."""
 
 
-def builtin_policy(name: str, **changes: Any) -> Policy:
-    """A built-in policy by name, with fields replaced: `builtin_policy("hate", threshold=0.3)`."""
+def builtin_policy(name: str, *, thresholds: Mapping[str, float] | None = None, **changes: Any) -> Policy:
+    """A built-in policy by name, with fields replaced: `builtin_policy("hate", threshold=0.3)`.
+
+    `thresholds` are a model's calibrated thresholds by policy name (a scorer's `thresholds`);
+    the policy takes its own from there unless `threshold` is given.
+    """
     try:
         policy = BUILTIN_POLICIES[name]
     except KeyError:
         known = ", ".join(sorted(BUILTIN_POLICIES))
         raise ConfigError(f"unknown built-in policy {name!r}; known: {known}") from None
+    if thresholds and name in thresholds and "threshold" not in changes:
+        changes["threshold"] = thresholds[name]
     return dataclasses.replace(policy, **changes) if changes else policy
 
 
@@ -236,11 +242,17 @@ DEFAULT_POLICIES = ("dangerous", "harassment", "hate", "sexual")
 """The four harms ShieldGemma reports on: what a guard checks when no policies are named."""
 
 
-def resolve_policies(policies: Iterable[Policy | str] | None) -> tuple[Policy, ...]:
-    """Policies from objects or built-in names; the four reported harms when `None`."""
+def resolve_policies(
+    policies: Iterable[Policy | str] | None, *, thresholds: Mapping[str, float] | None = None
+) -> tuple[Policy, ...]:
+    """Policies from objects or built-in names; the four reported harms when `None`.
+
+    Built-ins named by string take `thresholds` (a model's calibrated ones, by policy name);
+    Policy objects are the caller's own choice and are kept as they are.
+    """
     if policies is None:
         policies = DEFAULT_POLICIES
-    resolved = tuple(builtin_policy(p) if isinstance(p, str) else p for p in policies)
+    resolved = tuple(builtin_policy(p, thresholds=thresholds) if isinstance(p, str) else p for p in policies)
     for p in resolved:
         if not isinstance(p, Policy):
             raise ConfigError(f"expected a Policy or a built-in policy name, got {p!r}")

@@ -23,7 +23,16 @@ from guardrail._messages import Turn
 from guardrail._policies import Stage
 from guardrail._prompts import render_prompt
 
-__all__ = ["AsyncScorer", "ScoreRequest", "Scorer", "aload_scorer", "ascore", "load_scorer", "score"]
+__all__ = [
+    "AsyncScorer",
+    "ScoreRequest",
+    "Scorer",
+    "aload_scorer",
+    "ascore",
+    "ascore_raw",
+    "load_scorer",
+    "score",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,16 +123,21 @@ def score(scorer: Scorer, requests: Sequence[ScoreRequest]) -> list[float]:
     return _checked(raw, len(requests))
 
 
+async def ascore_raw(scorer: Scorer, requests: Sequence[ScoreRequest]) -> object:
+    """The one rule for scoring from async code: the scorer's native `ascore` when it has one,
+    else its `score` in a worker thread. Unchecked: wrappers pass the result on as it came."""
+    native = getattr(scorer, "ascore", None)
+    if native is not None:
+        return await native(requests)
+    return await asyncio.to_thread(scorer.score, requests)
+
+
 async def ascore(scorer: Scorer, requests: Sequence[ScoreRequest]) -> list[float]:
     """The async twin of `score`: native `ascore` when the scorer has one, else a worker thread."""
     if not requests:
         return []
-    native = getattr(scorer, "ascore", None)
     try:
-        if native is not None:
-            raw = await native(requests)
-        else:
-            raw = await asyncio.to_thread(scorer.score, requests)
+        raw = await ascore_raw(scorer, requests)
     except GuardrailError:
         raise
     except Exception as exc:

@@ -36,9 +36,11 @@ from typing import Any
 
 from guardrail._exceptions import ConfigError
 from guardrail._guard import Guard
+from guardrail._messages import Turn, prompt_text
+from guardrail._policies import Stage
 from guardrail._verdict import Verdict
 
-__all__ = ["StreamMode", "StreamModerator", "StreamStep", "check_stream_options"]
+__all__ = ["StreamMode", "StreamModerator", "StreamStep", "validate_stream_options"]
 
 
 class StreamMode(str, enum.Enum):
@@ -58,7 +60,7 @@ class StreamStep:
 _Checks = Generator[str, Verdict, StreamStep]
 
 
-def check_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> StreamMode:
+def validate_stream_options(mode: StreamMode | str, *, every: int, unit: str) -> StreamMode:
     """Validate streaming options (for the moderator and every adapter); returns the mode."""
     try:
         checked = StreamMode(mode)
@@ -91,10 +93,11 @@ class StreamModerator:
         every: int = 200,
         unit: str = "chars",
     ) -> None:
-        self.mode = check_stream_options(mode, every=every, unit=unit)
+        self.mode = validate_stream_options(mode, every=every, unit=unit)
         self.guard = guard
         self._checker = guard.for_stream()  # incremental scoring where the scorer offers it
         self.messages = list(messages)
+        self.prompt = prompt_text(self.messages) if self.messages else ""
         self.every = every
         self.unit = unit
         self.text = ""
@@ -161,7 +164,11 @@ class StreamModerator:
         text, self.released = self.text[self.released : end], max(self.released, end)
         return StreamStep(text=text, stopped=self.stopped, verdict=self.verdict)
 
-    def _feed(self, delta: str) -> _Checks:
+    def feeding(self, delta: str) -> _Checks:
+        """`feed` as a generator: yields each text to check, takes its verdict, returns the step.
+
+        For adapters that drive the checks themselves (`guardrail.GuardedCall` does).
+        """
         if not isinstance(delta, str):
             raise TypeError(f"stream deltas must be str, got {type(delta).__name__}")
         if self.stopped:
@@ -176,7 +183,8 @@ class StreamModerator:
             yield from self._check(upto)
         return self._release()
 
-    def _finish(self) -> _Checks:
+    def finishing(self) -> _Checks:
+        """`finish` as a generator, like `feeding`."""
         if not self.stopped and (self.checked < len(self.text) or self.checks == 0):
             yield from self._check(len(self.text))
         self._checker.close_stream()
@@ -186,7 +194,7 @@ class StreamModerator:
         try:
             text = next(steps)
             while True:
-                text = steps.send(self._checker.check_output(self._as_messages(text)))
+                text = steps.send(self._checker.check_turn(self.turn(text), Stage.OUTPUT, message_index=len(self.messages)))
         except StopIteration as done:
             return done.value
 
@@ -194,23 +202,24 @@ class StreamModerator:
         try:
             text = next(steps)
             while True:
-                text = steps.send(await self._checker.acheck_output(self._as_messages(text)))
+                text = steps.send(await self._checker.acheck_turn(self.turn(text), Stage.OUTPUT, message_index=len(self.messages)))
         except StopIteration as done:
             return done.value
 
-    def _as_messages(self, text: str) -> list[Any]:
-        return [*self.messages, {"role": "assistant", "content": text}]
+    def turn(self, text: str) -> Turn:
+        """The turn a check of the response so far scores: the prompt and `text`."""
+        return Turn(prompt=self.prompt, response=text)
 
     def feed(self, delta: str) -> StreamStep:
         """Add a delta; run a check when one is due; say what may be released."""
-        return self._drive(self._feed(delta))
+        return self._drive(self.feeding(delta))
 
     async def afeed(self, delta: str) -> StreamStep:
-        return await self._adrive(self._feed(delta))
+        return await self._adrive(self.feeding(delta))
 
     def finish(self) -> StreamStep:
         """The final check over the whole response; releases the rest when it passes."""
-        return self._drive(self._finish())
+        return self._drive(self.finishing())
 
     async def afinish(self) -> StreamStep:
-        return await self._adrive(self._finish())
+        return await self._adrive(self.finishing())

@@ -23,7 +23,7 @@ from typing import Any
 
 from guardrail._audit import content_hash
 from guardrail._exceptions import ConfigError
-from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, load_scorer
+from guardrail._scoring import ScoreRequest, Scorer, aload_scorer, ascore_raw, load_scorer
 from guardrail._verdict import Verdict
 
 __all__ = ["TracedScorer", "otel_observer"]
@@ -150,10 +150,7 @@ class TracedScorer:
     async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
         with self._span(requests) as span:
             try:
-                native = getattr(self.inner, "ascore", None)
-                if native is not None:
-                    return await native(requests)
-                return await asyncio.to_thread(self.inner.score, requests)
+                return await ascore_raw(self.inner, requests)  # type: ignore[return-value]
             except asyncio.CancelledError:  # a BaseException: OpenTelemetry would leave it unset
                 trace = _otel_trace()
                 span.set_status(trace.Status(trace.StatusCode.ERROR, "cancelled (the check's timeout or budget)"))

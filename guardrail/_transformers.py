@@ -14,7 +14,6 @@ the cached keys and values. Several turns in one call (concurrent checks gathere
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -78,6 +77,10 @@ class TransformersScorer:
     The `Yes`/`No` rows of the output head are read once, at construction: an adapter that
     changes the head or the tied embeddings must be applied before the scorer is built (PEFT
     adapters on attention or MLP layers, as `guardrail tune` makes, are read live).
+
+    It has no `ascore`: async callers score it in a worker thread. To gather concurrent async
+    checks into shared forwards, wrap it: `BatchingScorer(scorer, max_wait_ms=0)` (the
+    configuration's `batching = true` does).
     """
 
     def __init__(
@@ -88,7 +91,6 @@ class TransformersScorer:
         batch_size: int = 8,
         max_length: int | None = None,
         share_prefix: bool = True,
-        batching: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -96,8 +98,6 @@ class TransformersScorer:
         self.tokenizer = tokenizer
         self.batch_size = batch_size
         self.share_prefix = share_prefix
-        self.batching = batching
-        self._gatherer: Any = None
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
         if tokenizer.bos_token_id is None:
             raise ConfigError("the tokenizer has no BOS token; ShieldGemma prompts start with one")
@@ -127,7 +127,6 @@ class TransformersScorer:
         adapter: str | None = None,
         batch_size: int = 8,
         share_prefix: bool = True,
-        batching: bool = True,
         **model_kwargs: Any,
     ) -> TransformersScorer:
         """Load a model by hub id or local path (`device_map` goes through accelerate).
@@ -164,7 +163,7 @@ class TransformersScorer:
                 # peft 0.21 calls a transformers 5 deprecated alias; nothing for us to change.
                 warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing", category=FutureWarning)
                 model = PeftModel.from_pretrained(model, adapter)  # type: ignore[assignment]
-        return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix, batching=batching)
+        return cls(model, tokenizer, batch_size=batch_size, share_prefix=share_prefix)
 
     def score(self, requests: Sequence[ScoreRequest]) -> list[float]:
         encoded = [encode_request(self.tokenizer, r, self._control_ids) for r in requests]
@@ -204,18 +203,6 @@ class TransformersScorer:
             for i, p in zip(chunk, self._p_yes([encoded[i] for i in chunk])):
                 scores[i] = p
         return scores
-
-    async def ascore(self, requests: Sequence[ScoreRequest]) -> list[float]:
-        """Score in a worker thread. With `batching` (the default), concurrent calls are gathered:
-        while one forward runs, the calls that arrive queue up and then run as one batch (a
-        `BatchingScorer` with no added wait, so a lone call is not delayed)."""
-        if not self.batching:
-            return await asyncio.to_thread(self.score, requests)
-        if self._gatherer is None:
-            from guardrail._batching import BatchingScorer
-
-            self._gatherer = BatchingScorer(_Forwards(self), max_batch=4 * self.batch_size, max_wait_ms=0)
-        return await self._gatherer.ascore(requests)
 
     def stream_scorer(self) -> StreamScorer:
         """A scorer for the checks of one streamed answer: each check prefills only the answer
@@ -291,13 +278,6 @@ def padded(batch: list[list[int]], pad_id: int, *, left: bool = False) -> tuple[
         input_ids[row, span] = torch.tensor(ids)
         mask[row, span] = 1
     return input_ids, mask
-
-
-class _Forwards:
-    """A scorer's synchronous path alone, for its own gatherer (which must not call `ascore`)."""
-
-    def __init__(self, scorer: TransformersScorer) -> None:
-        self.score = scorer.score
 
 
 def _common_prefix(sequences: list[list[int]]) -> int:

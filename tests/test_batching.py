@@ -341,10 +341,11 @@ async def test_transformers_scores_batched_equal_alone(tiny_model_dir) -> None: 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batching", [True, False])
-async def test_transformers_scorer_gathers_concurrent_checks_by_default(tiny_model_dir, batching: bool) -> None:  # noqa: ANN001
+async def test_batching_scorer_gathers_concurrent_transformers_checks(tiny_model_dir, batching: bool) -> None:  # noqa: ANN001
     from guardrail import TransformersScorer
 
-    model = TransformersScorer.from_pretrained(str(tiny_model_dir), dtype="float32", batching=batching)
+    # Batching wraps the scorer from outside, as the configuration and Guard's default do.
+    model = TransformersScorer.from_pretrained(str(tiny_model_dir), dtype="float32")
     calls: list[int] = []
     forward = model.score
 
@@ -352,8 +353,9 @@ async def test_transformers_scorer_gathers_concurrent_checks_by_default(tiny_mod
         calls.append(len(requests))
         return forward(requests)
 
-    model.score = counting  # what the gatherer calls (it binds on first use)
-    guard = Guard(["dangerous", "hate", "sexual"], scorer=model)
+    model.score = counting  # what the batcher calls, in a worker thread
+    scorer = BatchingScorer(model, max_batch=4 * model.batch_size, max_wait_ms=0) if batching else model
+    guard = Guard(["dangerous", "hate", "sexual"], scorer=scorer)
     conversations = [[{"role": "user", "content": f"Question number {n}: " + "why? " * n}] for n in range(6)]
     verdicts = await asyncio.gather(*(guard.acheck_input(c) for c in conversations))
     # Calls that arrive together, or while a forward runs, share the next one.

@@ -141,10 +141,15 @@ def test_relative_adapter_paths_resolve_against_the_file(tmp_path: Path) -> None
     assert absolute.model.adapter == "/srv/a"
 
 
-def test_batching_reaches_the_embedded_scorer(tmp_path: Path) -> None:
-    assert load_config(write(tmp_path, "[model]\n"), environ={}).model.build_scorer().batching is True
+def test_batching_wraps_the_embedded_scorer(tmp_path: Path) -> None:
+    # Batching is composed around the scorer (no longer a flag threaded into it).
+    from guardrail import BatchingScorer, EmbeddedScorer
+
+    on = load_config(write(tmp_path, "[model]\n"), environ={}).model.build_scorer()
+    assert isinstance(on, BatchingScorer) and isinstance(on.inner, EmbeddedScorer)
+    assert on.max_batch == 32 and on.thresholds == on.inner.thresholds
     off = load_config(write(tmp_path, "[model]\nbatching = false\n"), environ={}).model.build_scorer()
-    assert off.batching is False  # built lazily: nothing is loaded here
+    assert isinstance(off, EmbeddedScorer)  # built lazily: nothing is loaded here
 
 
 def test_a_served_model_by_url(tmp_path: Path) -> None:

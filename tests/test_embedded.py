@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from guardrail import Guard, builtin_policy, load_config
+from guardrail import BatchingScorer, Guard, builtin_policy, load_config
 from guardrail._embedded import EmbeddedScorer, calibrated_thresholds, default_adapter
 
 SHIPPED = Path(__file__).resolve().parents[1] / "guardrail" / "adapters" / "embedded-v1"
@@ -25,8 +25,14 @@ def test_the_package_ships_a_small_adapter_with_thresholds() -> None:
 
 def test_guard_without_a_scorer_uses_the_shipped_adapter_and_its_thresholds() -> None:
     guard = Guard()
-    assert isinstance(guard.scorer, EmbeddedScorer) and guard.scorer.adapter == str(SHIPPED)
+    # Batching is composed around the default scorer; the thresholds are the scorer's.
+    assert isinstance(guard.scorer, BatchingScorer) and guard.scorer.max_wait_ms == 0
+    assert isinstance(guard.scorer.inner, EmbeddedScorer) and guard.scorer.inner.adapter == str(SHIPPED)
     assert {p.name: p.threshold for p in guard.policies} == calibrated_thresholds()
+    explicit = Guard(scorer=EmbeddedScorer())
+    assert {p.name: p.threshold for p in explicit.policies} == calibrated_thresholds()
+    assert EmbeddedScorer(adapter=None).thresholds == {}
+    assert all(p.threshold == 0.5 for p in Guard(scorer=EmbeddedScorer(adapter=None)).policies)
 
 
 def test_explicit_choices_win_over_the_calibration() -> None:
@@ -50,6 +56,6 @@ def test_config_uses_the_calibration_only_for_the_shipped_adapter(tmp_path: Path
     config = load_config(path, environ={})
     hate = next(p for p in config.policies if p.name == "hate")
     assert hate.threshold == (calibrated_thresholds()["hate"] if expected == "calibrated" else expected)
-    scorer = config.model.build_scorer()
+    scorer = config.model.build_scorer().inner  # inside the BatchingScorer
     assert scorer.adapter == (None if "none" in toml else str(SHIPPED))
     assert config.select(["sexual"]).policies[0].threshold == (0.5 if "none" in toml else calibrated_thresholds()["sexual"])

@@ -9,6 +9,7 @@ import pytest
 
 from guardrail import (
     Action,
+    BatchingScorer,
     Blocked,
     ConfigError,
     Guard,
@@ -474,7 +475,9 @@ class TestConstruction:
         from guardrail._embedded import EmbeddedScorer
 
         guard = Guard(["hate"])
-        assert isinstance(guard.scorer, EmbeddedScorer) and guard.scorer._scorer is None
+        # Behind a BatchingScorer now: batching is composed around the scorer, not inside it.
+        assert isinstance(guard.scorer, BatchingScorer)
+        assert isinstance(guard.scorer.inner, EmbeddedScorer) and guard.scorer.inner._scorer is None
 
     @pytest.mark.parametrize(
         ("kwargs", "match"),

@@ -22,7 +22,7 @@ ANSWER = (
 
 @pytest.fixture(scope="module")
 def scorer(tiny_model_dir: Path) -> TransformersScorer:
-    return TransformersScorer.from_pretrained(str(tiny_model_dir), dtype="float32", batching=False)
+    return TransformersScorer.from_pretrained(str(tiny_model_dir), dtype="float32")
 
 
 def _prefixes(every: int) -> list[str]:

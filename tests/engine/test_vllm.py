@@ -50,7 +50,7 @@ def test_remote_scores_match_the_local_scorer(
     model = str(embedded_path) if served == "base" else served
     remote = RemoteScorer(url, tokenizer=str(embedded_path), model=model, timeout=120, retries=1)
     adapter_dir = None if adapter is None else str(default_adapter())
-    local = TransformersScorer.from_pretrained(str(embedded_path), dtype="float32", adapter=adapter_dir, batching=False)
+    local = TransformersScorer.from_pretrained(str(embedded_path), dtype="float32", adapter=adapter_dir)
     requests = _requests(Guard(POLICIES, scorer=remote))
     with remote:
         served_scores = remote.score(requests)

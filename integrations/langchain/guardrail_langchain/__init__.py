@@ -6,12 +6,17 @@
 >>> guarded_model = GuardedChatModel(chat_model=model, guard=Guard())          # doctest: +SKIP
 
 `GuardrailMiddleware` (LangChain 1.x agents) loads `langchain` only when first used.
+
+This package only converts: LangChain inputs, outputs and stream chunks to and from what the
+guard reads (`_convert`, `_codec`); when to check and what a verdict means is the guardrail
+kernel's (`guardrail.invoke`, `guardrail.open_stream`, `guardrail.GuardOptions`).
 """
+
+from guardrail import GuardOptions
 
 from guardrail_langchain._chat_model import GuardedChatModel
 from guardrail_langchain._convert import input_messages, output_text
 from guardrail_langchain._events import langchain_events
-from guardrail_langchain._options import GuardOptions
 from guardrail_langchain._runnable import GuardedRunnable, guard_runnable
 
 __all__ = [

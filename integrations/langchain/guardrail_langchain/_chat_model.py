@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Literal
 
-from guardrail import Guard, MessageError
+from guardrail import Guard, GuardOptions, MessageError
 from langchain_core.callbacks import (
     AsyncCallbackManager,
     AsyncCallbackManagerForLLMRun,
@@ -21,10 +21,8 @@ from langchain_core.runnables import Runnable, RunnableBinding, RunnableConfig, 
 from langchain_core.tools import BaseTool
 from pydantic import ConfigDict, PrivateAttr
 
-from guardrail_langchain import _flow
 from guardrail_langchain._convert import CONVERSION_ERRORS, without_stream_taps
-from guardrail_langchain._options import GuardOptions
-from guardrail_langchain._runnable import GuardedRunnable
+from guardrail_langchain._runnable import GuardedCalls, GuardedRunnable, options_for
 
 __all__ = ["GuardedChatModel"]
 
@@ -76,25 +74,24 @@ class GuardedChatModel(BaseChatModel):
     optimistic: bool = False
     streaming: bool = False
     """Stream from the inner model (through moderation) even on `invoke`."""
+    options: GuardOptions | None = None
+    """All the guard's options at once (`guardrail.GuardOptions`); overrides the fields above."""
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
-    _guarding: _flow.Guarding = PrivateAttr()
+    _calls: GuardedCalls = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        options = GuardOptions(
-            input_key=self.input_key,
-            check_input=self.check_input,
-            check_output=self.check_output,
-            stream_mode=self.stream_mode,  # type: ignore[arg-type]
-            every=self.every,
-            unit=self.unit,
-            optimistic=self.optimistic,
-        )
-        self._guarding = _flow.Guarding(self.guard, options, AIMessage)
-
-    @property
-    def options(self) -> GuardOptions:
-        return self._guarding.options
+        if self.options is None:
+            self.options = GuardOptions(
+                input_key=self.input_key,
+                check_input=self.check_input,
+                check_output=self.check_output,
+                stream_mode=self.stream_mode,
+                every=self.every,
+                unit=self.unit,
+                optimistic=self.optimistic,
+            )
+        self._calls = GuardedCalls(self.guard, options_for(self.guard, self.options), self.chat_model, AIMessage)
 
     @property
     def _llm_type(self) -> str:
@@ -144,7 +141,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         config = _child_config(run_manager)
-        message = _flow.invoke(self._guarding, self.chat_model, messages, config, stop=stop, **kwargs)
+        message = self._calls.invoke(messages, run_manager, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     async def _agenerate(
@@ -155,7 +152,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         config = _child_config(run_manager)
-        message = await _flow.ainvoke(self._guarding, self.chat_model, messages, config, stop=stop, **kwargs)
+        message = await self._calls.ainvoke(messages, run_manager, config, stop=stop, **kwargs)
         return ChatResult(generations=[ChatGeneration(message=message)])
 
     def _stream(
@@ -166,7 +163,7 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
         config = _child_config(run_manager)
-        for chunk in _flow.stream(self._guarding, self.chat_model, messages, config, stop=stop, **kwargs):
+        for chunk in self._calls.stream(messages, run_manager, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 
     async def _astream(
@@ -177,11 +174,11 @@ class GuardedChatModel(BaseChatModel):
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
         config = _child_config(run_manager)
-        async for chunk in _flow.astream(self._guarding, self.chat_model, messages, config, stop=stop, **kwargs):
+        async for chunk in self._calls.astream(messages, run_manager, config, stop=stop, **kwargs):
             yield ChatGenerationChunk(message=chunk)
 
     def _guarded(self, runnable: Runnable) -> GuardedRunnable:
-        return GuardedRunnable(runnable, self.guard, **self.options.as_kwargs())
+        return GuardedRunnable(runnable, self.guard, options=self.options)
 
     def bind_tools(
         self,

@@ -18,7 +18,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from guardrail import MessageError
+from guardrail import MessageError, tool_call_text
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.messages import (
     AIMessage,
@@ -138,25 +138,26 @@ def text_of(content: Any, *, parsed_call_ids: frozenset[str] = frozenset()) -> s
         elif kind in _TOOL_BLOCKS:
             if block.get("id") not in parsed_call_ids:
                 args = block.get("input", block.get("args", block.get("arguments", "")))
-                texts.append(f"{block.get('name') or ''}({json.dumps(args, ensure_ascii=False, default=str)})")
+                texts.append(tool_call_text(block.get("name") or "", args))
         else:
             raise MessageError(f"output content block of type {kind!r} can't be checked")
     return "".join(texts)
 
 
 def tool_calls_text(message: BaseMessage) -> str:
-    """Tool calls as `name({json args})` lines; chunks use their raw argument strings.
-
-    A legacy `function_call` in `additional_kwargs` is included too.
+    """Tool calls as `guardrail.tool_call_text` writes them for every adapter, one a line;
+    chunks use their raw argument strings. A legacy `function_call` is included too.
     """
     calls = getattr(message, "tool_calls", None) or []
-    lines = [f"{c['name']}({json.dumps(c['args'], ensure_ascii=False, default=str)})" for c in calls]
+    lines = [tool_call_text(c["name"], c["args"]) for c in calls]
     # Calls whose arguments failed to parse still reach the caller as raw text.
-    lines += [f"{c.get('name') or ''}({c.get('args') or ''})" for c in getattr(message, "invalid_tool_calls", None) or []]
+    lines += [tool_call_text(c.get("name") or "", c.get("args") or "") for c in getattr(message, "invalid_tool_calls", None) or []]
     if not lines and isinstance(message, AIMessageChunk):
-        lines = [f"{c.get('name') or ''}({c.get('args') or ''})" for c in message.tool_call_chunks]
+        lines = [tool_call_text(c.get("name") or "", c.get("args") or "") for c in message.tool_call_chunks]
     legacy = message.additional_kwargs.get("function_call")
-    if legacy:
+    if isinstance(legacy, Mapping):
+        lines.append(tool_call_text(str(legacy.get("name") or ""), legacy.get("arguments") or ""))
+    elif legacy:
         lines.append(json.dumps(legacy, ensure_ascii=False, default=str))
     return "\n".join(lines)
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from guardrail import ConfigError, Verdict
-from guardrail._audit import audit_record
+from guardrail import ConfigError, Verdict, audit_record
 
 __all__ = ["langchain_events"]
 

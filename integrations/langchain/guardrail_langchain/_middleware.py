@@ -12,11 +12,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from guardrail import Guard
+from guardrail import Guard, GuardOptions
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 
 from guardrail_langchain._chat_model import GuardedChatModel
-from guardrail_langchain._options import GuardOptions
+from guardrail_langchain._runnable import options_for
 
 __all__ = ["GuardrailMiddleware"]
 
@@ -29,21 +29,19 @@ class GuardrailMiddleware(AgentMiddleware):
 
     A `block` policy raises `guardrail.Blocked` out of the agent; a `rewrite` policy makes the
     model's answer the guard's refusal (with no tool calls, so the agent stops there).
-    Options are those of `GuardOptions` (`stream_mode`, `every`, `unit`, `optimistic`, ...).
+    Options are those of `guardrail.GuardOptions` (`stream_mode`, `every`, `unit`, `optimistic`, ...).
     """
 
     def __init__(self, guard: Guard, **options: Any) -> None:
-        if not isinstance(guard, Guard):
-            raise TypeError(f"guard must be a guardrail.Guard, got {type(guard).__name__}")
         self.guard = guard
-        self.options = GuardOptions(**options)
+        self.options = options_for(guard, GuardOptions(**options))
         self.tools = []
 
     def _guarded(self, request: ModelRequest) -> ModelRequest:
         model = request.model
         if isinstance(model, GuardedChatModel) and model.guard is self.guard:
             return request
-        guarded = GuardedChatModel(chat_model=model, guard=self.guard, **self.options.as_kwargs())
+        guarded = GuardedChatModel(chat_model=model, guard=self.guard, options=self.options)
         return request.override(model=guarded)
 
     def wrap_model_call(

@@ -2,18 +2,68 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from guardrail import Guard, StreamMode
-from langchain_core.callbacks import AsyncCallbackManagerForChainRun, CallbackManagerForChainRun
+from guardrail import ConfigError, Guard, GuardOptions, OnBlock, StreamMode, Verdict, ainvoke, aopen_stream, invoke, open_stream
 from langchain_core.runnables import Runnable, RunnableConfig
 
-from guardrail_langchain import _flow
+from guardrail_langchain._codec import RunnableCall
 from guardrail_langchain._convert import without_stream_taps
-from guardrail_langchain._options import GuardOptions
 
-__all__ = ["GuardedRunnable", "guard_runnable"]
+__all__ = ["GuardedCalls", "GuardedRunnable", "guard_runnable", "options_for"]
+
+
+def options_for(guard: Any, options: GuardOptions) -> GuardOptions:
+    """Checks the arguments every LangChain wrapper takes; returns the options."""
+    if not isinstance(guard, Guard):
+        raise ConfigError(f"guard must be a guardrail.Guard, got {type(guard).__name__}")
+    if options.reasoning != "moderate":
+        raise ConfigError("reasoning='strip' is an OpenAI option; LangChain reasoning blocks are always moderated")
+    return options
+
+
+class GuardedCalls:
+    """A runnable's guarded entry points: the kernel's, each given a `RunnableCall`.
+
+    They take LangChain's run-function arguments (`value, run_manager, config`), so a
+    `Runnable`'s `_call_with_config` and `_transform_stream_with_config` can call them; the
+    run manager is unused (`config` carries the run's callbacks).
+    """
+
+    def __init__(self, guard: Guard, options: GuardOptions, runnable: Runnable, output_kind: type | None) -> None:
+        self.guard, self.options, self.runnable, self.output_kind = guard, options, runnable, output_kind
+
+    def _call(self, method: Any, value: Any, config: RunnableConfig, kwargs: dict[str, Any]) -> RunnableCall:
+        start = functools.partial(method, value, without_stream_taps(config), **kwargs)
+        return RunnableCall(start, value, self.options, self.output_kind)
+
+    def invoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+        return invoke(self.guard, self.options, self._call(self.runnable.invoke, value, config, kwargs))
+
+    async def ainvoke(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Any:
+        return await ainvoke(self.guard, self.options, self._call(self.runnable.ainvoke, value, config, kwargs))
+
+    def stream(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+        with open_stream(self.guard, self.options, self._call(self.runnable.stream, value, config, kwargs)) as chunks:
+            yield from chunks
+
+    async def astream(self, value: Any, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AsyncIterator[Any]:
+        call = self._call(self.runnable.astream, value, config, kwargs)
+        async with await aopen_stream(self.guard, self.options, call) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    def transform(self, values: Iterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any) -> Iterator[Any]:
+        """`stream` of the one input a `Runnable.stream` run hands its transformer."""
+        yield from self.stream(next(values), run_manager, config, **kwargs)
+
+    async def atransform(
+        self, values: AsyncIterator[Any], run_manager: Any, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        async for chunk in self.astream(await anext(values), run_manager, config, **kwargs):
+            yield chunk
 
 
 def _output_kind(runnable: Runnable) -> type | None:
@@ -41,7 +91,7 @@ class GuardedRunnable(Runnable[Any, Any]):
     The input's latest user turn is checked before the runnable runs, the output (with that
     turn) after. A `block` policy raises `guardrail.Blocked`; a `rewrite` policy returns the
     guard's refusal as the output's type (an `AIMessage`, or a str for str chains). Streams
-    are moderated as they grow (`stream_mode`, `every`, `unit`; see `GuardOptions`).
+    are moderated as they grow (`stream_mode`, `every`, `unit`; see `guardrail.GuardOptions`).
     `invoke`, `ainvoke`, `stream` and `astream` run as one traced run whose child is the
     inner runnable; `batch` and `abatch` come from `Runnable`.
     """
@@ -58,25 +108,21 @@ class GuardedRunnable(Runnable[Any, Any]):
         every: int = 200,
         unit: str = "chars",
         optimistic: bool = False,
+        on_block: OnBlock = "raise",
+        on_verdict: Callable[[Verdict], object] | None = None,
+        options: GuardOptions | None = None,
         name: str | None = None,
     ) -> None:
         if not isinstance(runnable, Runnable):
-            raise TypeError(f"runnable must be a langchain Runnable, got {type(runnable).__name__}")
-        if not isinstance(guard, Guard):
-            raise TypeError(f"guard must be a guardrail.Guard, got {type(guard).__name__}")
+            raise ConfigError(f"runnable must be a langchain Runnable, got {type(runnable).__name__}")
         self.runnable = runnable
         self.guard = guard
-        self.options = GuardOptions(
-            input_key=input_key,
-            check_input=check_input,
-            check_output=check_output,
-            stream_mode=stream_mode,  # type: ignore[arg-type]  # validated there
-            every=every,
-            unit=unit,
-            optimistic=optimistic,
-        )
+        self.options = options_for(guard, options or GuardOptions(
+            input_key=input_key, check_input=check_input, check_output=check_output, stream_mode=stream_mode,
+            every=every, unit=unit, optimistic=optimistic, on_block=on_block, on_verdict=on_verdict,
+        ))
         self.name = name or f"Guarded{runnable.get_name()}"
-        self._guarding = _flow.Guarding(guard, self.options, _output_kind(runnable))
+        self._calls = GuardedCalls(guard, self.options, runnable, _output_kind(runnable))
 
     def __repr__(self) -> str:
         return f"GuardedRunnable({self.runnable!r}, {self.guard!r})"
@@ -95,59 +141,18 @@ class GuardedRunnable(Runnable[Any, Any]):
     def get_output_schema(self, config: RunnableConfig | None = None) -> Any:
         return self.runnable.get_output_schema(config)
 
-    def _invoke(
-        self, value: Any, run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
-    ) -> Any:
-        return _flow.invoke(self._guarding, self.runnable, value, without_stream_taps(config), **kwargs)
-
-    async def _ainvoke(
-        self,
-        value: Any,
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> Any:
-        config = without_stream_taps(config)
-        return await _flow.ainvoke(self._guarding, self.runnable, value, config, **kwargs)
-
-    def _stream(
-        self,
-        values: Iterator[Any],
-        run_manager: CallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> Iterator[Any]:
-        value = next(values)
-        yield from _flow.stream(self._guarding, self.runnable, value, without_stream_taps(config), **kwargs)
-
-    async def _astream(
-        self,
-        values: AsyncIterator[Any],
-        run_manager: AsyncCallbackManagerForChainRun,
-        config: RunnableConfig,
-        **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        value = await anext(values)
-        config = without_stream_taps(config)
-        async for chunk in _flow.astream(self._guarding, self.runnable, value, config, **kwargs):
-            yield chunk
-
+    # LangChain's run wrappers pass `config=` (and no run manager) to these, and trace the run.
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
-        return self._call_with_config(self._invoke, input, config, **kwargs)
+        return self._call_with_config(self._calls.invoke, input, config, **kwargs)
 
     async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:  # noqa: A002
-        return await self._acall_with_config(self._ainvoke, input, config, **kwargs)
+        return await self._acall_with_config(self._calls.ainvoke, input, config, **kwargs)
 
     def stream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:  # noqa: A002
-        yield from self._transform_stream_with_config(iter([input]), self._stream, config, **kwargs)
+        yield from self._transform_stream_with_config(iter([input]), self._calls.transform, config, **kwargs)
 
-    async def astream(
-        self,
-        input: Any,  # noqa: A002
-        config: RunnableConfig | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[Any]:
-        async for chunk in self._atransform_stream_with_config(_one(input), self._astream, config, **kwargs):
+    async def astream(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:  # noqa: A002
+        async for chunk in self._atransform_stream_with_config(_one(input), self._calls.atransform, config, **kwargs):
             yield chunk
 
 

@@ -24,7 +24,7 @@ from faults import (
 from completions_server import SERVER_FAULTS, CompletionsServer, table_answer
 
 from guardrail import Guard
-from guardrail._remote import RemoteScorer
+from guardrail import RemoteScorer
 from guardrail_langchain import GuardedChatModel, guard_runnable
 from guardrail_langchain.testing import ScriptedChatModel
 

@@ -9,6 +9,7 @@ reasoning in a user turn, unknown types) never yield a verdict.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -131,6 +132,15 @@ inputs = st.one_of(
 )
 
 
+def scored_form(text: str) -> str:
+    """Text as scored, decomposed and without combining marks: adjacent pieces are joined
+    before normalising, and NFKC reorders or composes combining marks across the join (a
+    piece ending in U+0300 then one starting with U+0316 come out as U+0316 U+0300), so a piece
+    normalised alone need not be a substring of the joined text; its base characters are."""
+    decomposed = unicodedata.normalize("NFD", normalize_for_scoring(text))
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
 def judged_text(scorer: KillScorer) -> set[str]:
     return {r.turn.prompt if r.turn.response is None else r.turn.response for r in scorer.requests}
 
@@ -151,7 +161,7 @@ def test_inputs_give_a_verdict_on_all_their_text_or_a_typed_error(case: Piece) -
     assert case.pieces is not None, f"a verdict for input that can't be scored: {case.value!r}"
     (text,) = judged_text(scorer)  # no windows: one judged text, scored by every policy
     assert len(scorer.requests) == 2
-    assert all(normalize_for_scoring(piece) in text for piece in case.pieces), "text of the latest user turn was not scored"
+    assert all(scored_form(piece) in scored_form(text) for piece in case.pieces), "text of the latest user turn was not scored"
     if any("kill" in piece.lower() for piece in case.pieces):
         assert verdict.blocked
 
@@ -195,7 +205,7 @@ def test_outputs_give_a_verdict_on_text_and_tool_calls_or_a_typed_error(case: Pi
     event("blocked" if verdict.blocked else "allowed")
     assert case.pieces is not None, f"a verdict for output that can't be scored: {case.value!r}"
     (text,) = judged_text(scorer)
-    assert all(normalize_for_scoring(piece) in text for piece in case.pieces), "output text or a tool call was not scored"
+    assert all(scored_form(piece) in scored_form(text) for piece in case.pieces), "output text or a tool call was not scored"
     assert verdict.blocked == _has_kill(case)
 
 

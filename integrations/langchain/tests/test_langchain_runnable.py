@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from guardrail import Blocked, Guard, builtin_policy
+from guardrail import Blocked, ConfigError, Guard, builtin_policy
 from guardrail.testing import KeywordScorer
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
@@ -184,7 +184,8 @@ def test_event_streams_see_only_moderated_output() -> None:
 
 
 def test_constructor_checks_its_arguments() -> None:
-    with pytest.raises(TypeError, match="Runnable"):
+    # ConfigError, as GuardedOpenAI raises for a wrong guard: one rule for both adapters.
+    with pytest.raises(ConfigError, match="Runnable"):
         GuardedRunnable(lambda x: x, make_guard())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="Guard"):
+    with pytest.raises(ConfigError, match="Guard"):
         GuardedRunnable(RunnableLambda(lambda x: x), object())  # type: ignore[arg-type]

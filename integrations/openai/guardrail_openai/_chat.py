@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openai.types.chat import ChatCompletion, ChatCompletionChunk, ChatCompletionMessage
@@ -25,11 +25,10 @@ from openai.types.chat.chat_completion_chunk import Choice as ChunkChoice
 from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
-from guardrail import ConfigError, MessageError
+from guardrail import Call, ChunkReader, ConfigError, GuardOptions, MessageError, tool_call_text
 from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, field, given, message_role
-from guardrail_openai._options import Reasoning
 
-__all__ = ["REASONING_FIELDS", "ChatChunks", "ChatCodec"]
+__all__ = ["REASONING_FIELDS", "ChatCall", "ChatChunks"]
 
 # Extra fields in which OpenAI-compatible servers send the model's reasoning as text.
 REASONING_FIELDS = ("reasoning_content", "reasoning")
@@ -37,16 +36,18 @@ REASONING_FIELDS = ("reasoning_content", "reasoning")
 _READ = ("messages", "n", "stream", "modalities", "audio")
 
 
-def _tool_arguments(message: Any) -> list[str]:
+def _tool_calls(message: Any) -> list[str]:
+    """Tool calls as `guardrail.tool_call_text` writes them (`name(arguments)`)."""
     texts = []
     for call in field(message, "tool_calls") or ():
-        function = field(call, "function")
-        arguments = field(function, "arguments") if function is not None else field(call, "input")
+        custom = field(call, "custom")
+        spec = custom if custom is not None else field(call, "function")
+        arguments = field(spec, "input" if custom is not None else "arguments")
         if isinstance(arguments, str):
-            texts.append(arguments)
+            texts.append(tool_call_text(field(spec, "name") or "", arguments))
     legacy = field(message, "function_call")
     if legacy is not None and isinstance(field(legacy, "arguments"), str):
-        texts.append(field(legacy, "arguments"))
+        texts.append(tool_call_text(field(legacy, "name") or "", field(legacy, "arguments")))
     return texts
 
 
@@ -67,21 +68,30 @@ def _without_reasoning(model: BaseModel) -> BaseModel:
     return copy
 
 
-def _message_text(message: Any, sep: str) -> str:
+def _message_text(message: Any, sep: str, *, calls: bool = True) -> str:
     parts = [*_reasoning(message), field(message, "content"), field(message, "refusal")]
-    parts += _tool_arguments(message)
+    parts += _tool_calls(message) if calls else []
     return sep.join(p for p in parts if isinstance(p, str) and p)
 
 
-class ChatCodec:
-    """Reads and refuses `chat.completions` requests and results."""
+class ChatCall(Call):
+    """One `chat.completions` request: read, sent and refused (a `guardrail.Call`)."""
 
     name = "chat.completions"
 
-    def __init__(self, reasoning: Reasoning = "moderate") -> None:
-        self.reasoning = reasoning
+    def __init__(self, method: Callable[..., Any], kwargs: Mapping[str, Any], options: GuardOptions) -> None:
+        self.kwargs = dict(kwargs)
+        self.reasoning = options.reasoning
+        self.validate(self.kwargs)
+        self.conversation: Sequence[Any] = self._conversation(self.kwargs)
+        self.streaming = self.kwargs.get("stream") is True
+        self._method = method
 
-    def conversation(self, kwargs: dict[str, Any]) -> list[Any]:
+    def start(self) -> Any:
+        return self._method(**self.kwargs)
+
+    @staticmethod
+    def _conversation(kwargs: dict[str, Any]) -> list[Any]:
         """The messages to check; pins them into `kwargs` so the checked list is what is sent.
 
         Raises `MessageError` for a role that is not exactly one of OpenAI's, and when no
@@ -98,9 +108,6 @@ class ChatCodec:
                 "it sends nothing it has not checked"
             )
         return kwargs["messages"]
-
-    def should_check_input(self, conversation: list[Any]) -> bool:
-        return True  # `conversation` made sure there is a user message
 
     def validate(self, kwargs: Mapping[str, Any]) -> None:
         """`ConfigError` for requests whose output the guard could not check."""
@@ -138,9 +145,9 @@ class ChatCodec:
             choices.append(choice)
         return completion.model_copy(update={"choices": choices})
 
-    def refusal_result(self, kwargs: Mapping[str, Any], refusal: str) -> ChatCompletion:
+    def refusal(self, refusal: str) -> ChatCompletion:
         """The completion returned when the input is refused and OpenAI is never called."""
-        model = kwargs.get("model")
+        model = self.kwargs.get("model")
         return ChatCompletion(
             id=f"chatcmpl-guardrail-{uuid.uuid4().hex}",
             object="chat.completion",
@@ -155,18 +162,20 @@ class ChatCodec:
             ],
         )
 
-    def chunks(self, kwargs: Mapping[str, Any]) -> ChatChunks:
-        model = kwargs.get("model")
+    def reader(self) -> ChatChunks:
+        model = self.kwargs.get("model")
         return ChatChunks(model if isinstance(model, str) else "", strip=self.reasoning == "strip")
 
 
-class ChatChunks:
-    """Per-stream reader of `ChatCompletionChunk`s; remembers the last chunk to refuse like it."""
+class ChatChunks(ChunkReader):
+    """Per-stream reader of `ChatCompletionChunk`s (a `guardrail.ChunkReader`); remembers the
+    latest chunk to refuse like it, and each tool call's name and arguments to check at the end."""
 
     def __init__(self, model: str, *, strip: bool = False) -> None:
-        self.last: ChatCompletionChunk | None = None
+        self.latest: ChatCompletionChunk | None = None
         self.model = model
         self.strip = strip
+        self.calls: dict[tuple[int, int], list[str]] = {}  # (choice, call index) -> [name, arguments]
 
     def visible(self, chunk: ChatCompletionChunk) -> ChatCompletionChunk:
         """The chunk as the caller may see it: without reasoning when it is stripped."""
@@ -176,20 +185,32 @@ class ChatChunks:
         return chunk.model_copy(update={"choices": choices})
 
     def text(self, chunk: ChatCompletionChunk) -> str:
-        self.last = chunk
+        self.latest = chunk
         choices = chunk.choices
         if len(choices) == 1 and isinstance(choices[0], ChunkChoice):  # the common case, read directly
             delta = choices[0].delta
             plain = delta.tool_calls is None and delta.function_call is None and delta.refusal is None
             if plain and not delta.model_extra:
                 return delta.content or ""
-        return "".join(_message_text(choice.delta, "") for choice in choices)
+        for choice in choices:
+            self._collect_calls(choice.index, choice.delta)
+        return "".join(_message_text(choice.delta, "", calls=False) for choice in choices)
 
-    def is_tool_call(self, chunk: ChatCompletionChunk) -> bool:
+    def _collect_calls(self, choice: int, delta: Any) -> None:
+        legacy = [(-1, delta.function_call)] if delta.function_call is not None else []
+        for key, spec in [*((c.index, c.function) for c in delta.tool_calls or ()), *legacy]:
+            call = self.calls.setdefault((choice, key), ["", ""])
+            call[0] += (spec.name or "") if spec is not None else ""
+            call[1] += (spec.arguments or "") if spec is not None else ""
+
+    def held(self, chunk: ChatCompletionChunk) -> bool:
         return any(c.delta.tool_calls or c.delta.function_call for c in chunk.choices)
 
-    def refusal(self, refusal: str) -> list[ChatCompletionChunk]:
-        last = self.last
+    def extra_text(self) -> str:
+        return "\n".join(tool_call_text(name, arguments) for name, arguments in self.calls.values())
+
+    def refusal(self, refusal: str, *, after_text: bool = False) -> list[ChatCompletionChunk]:
+        last = self.latest
         return [
             ChatCompletionChunk(
                 id=last.id if last else f"chatcmpl-guardrail-{uuid.uuid4().hex}",

@@ -8,7 +8,7 @@ must carry one of OpenAI's roles, spelled exactly; anything else raises `Message
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import openai
@@ -22,9 +22,7 @@ __all__ = [
     "check_extra_body",
     "field",
     "given",
-    "has_user_message",
     "message_role",
-    "with_answer",
 ]
 
 # Chat Completions' roles, and those of a Responses API input message.
@@ -41,10 +39,6 @@ def field(item: Any, name: str) -> Any:
     if isinstance(item, Mapping):
         return item.get(name)
     return getattr(item, name, None)
-
-
-def has_user_message(messages: Sequence[Any]) -> bool:
-    return any(field(m, "role") == "user" for m in messages)
 
 
 def message_role(item: Any, index: int, roles: frozenset[str], what: str) -> str:
@@ -87,8 +81,3 @@ def check_extra_body(kwargs: Mapping[str, Any], read: Iterable[str]) -> None:
             f"extra_body may not set {', '.join(clashes)}: the guard checks the keyword "
             "arguments, so pass them as keyword arguments"
         )
-
-
-def with_answer(conversation: Sequence[Any], text: str) -> list[Any]:
-    """The conversation followed by the assistant's answer, as the output check reads it."""
-    return [*conversation, {"role": "assistant", "content": text}]

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from openai.types.responses import (
@@ -34,26 +34,17 @@ from openai.types.responses import (
 )
 from openai.types.responses.response import IncompleteDetails
 
-from guardrail import MessageError
-from guardrail_openai._common import (
-    INPUT_ROLES,
-    as_sequence,
-    check_extra_body,
-    field,
-    given,
-    has_user_message,
-    message_role,
-)
+from guardrail import Call, ChunkReader, GuardOptions, MessageError, tool_call_text
+from guardrail_openai._common import INPUT_ROLES, as_sequence, check_extra_body, field, given, message_role
 
-__all__ = ["ResponseEvents", "ResponsesCodec"]
+__all__ = ["ResponseEvents", "ResponsesCall"]
 
-# Deltas of text the caller would see; each is moderated (and held in `hold` mode).
+# Deltas of text the caller would see; each is moderated (and held in `hold` mode). Tool-call
+# argument deltas are not among them: a call is checked whole, as `name(arguments)`, at the end.
 TEXT_DELTAS = frozenset(
     {
         "response.output_text.delta",
         "response.refusal.delta",
-        "response.function_call_arguments.delta",
-        "response.custom_tool_call_input.delta",
         "response.reasoning_text.delta",
         "response.reasoning_summary_text.delta",
     }
@@ -77,7 +68,9 @@ def _item_texts(item: Any) -> list[str]:
                 texts.append(text)
         return texts
     value = field(item, "arguments") if kind == "function_call" else field(item, "input")
-    return [value] if kind in ("function_call", "custom_tool_call") and isinstance(value, str) else []
+    if kind in ("function_call", "custom_tool_call") and isinstance(value, str):
+        return [tool_call_text(field(item, "name") or "", value)]
+    return []
 
 
 def _refusal_message(refusal: str, *, item_id: str, status: str) -> ResponseOutputMessage:
@@ -97,12 +90,23 @@ def _refused(response: Response, message: ResponseOutputMessage) -> Response:
     )
 
 
-class ResponsesCodec:
-    """Reads and refuses `responses.create` requests and results."""
+class ResponsesCall(Call):
+    """One `responses` request: read, sent and refused (a `guardrail.Call`)."""
 
     name = "responses"
 
-    def conversation(self, kwargs: dict[str, Any]) -> list[Any]:
+    def __init__(self, method: Callable[..., Any], kwargs: Mapping[str, Any], options: GuardOptions) -> None:
+        self.kwargs = dict(kwargs)
+        check_extra_body(self.kwargs, _READ)
+        self.conversation: Sequence[Any] = self._conversation(self.kwargs)
+        self.streaming = self.kwargs.get("stream") is True
+        self._method = method
+
+    def start(self) -> Any:
+        return self._method(**self.kwargs)
+
+    @staticmethod
+    def _conversation(kwargs: dict[str, Any]) -> list[Any]:
         """The input's messages; pins an iterable `input` into `kwargs` as the list checked.
 
         Raises `MessageError` for a message-shaped item without an exact role, and for a
@@ -120,21 +124,12 @@ class ResponsesCodec:
             if field(item, "type") in (None, "message")  # a bare string is message-shaped too
         ]
         continuing = given(kwargs.get("previous_response_id")) or given(kwargs.get("conversation"))
-        if not continuing and not has_user_message(messages):
+        if not continuing and not any(m["role"] == "user" for m in messages):
             raise MessageError(
                 "input has no user text, so the guard has nothing to check and sends nothing; "
                 "pass the user's words as input (a string or a message with role 'user')"
             )
         return messages
-
-    def should_check_input(self, conversation: list[Any]) -> bool:
-        return has_user_message(conversation)
-
-    def validate(self, kwargs: Mapping[str, Any]) -> None:
-        check_extra_body(kwargs, _READ)
-
-    def visible(self, response: Response) -> Response:
-        return response  # reasoning items are always moderated (the `reasoning` option is chat's)
 
     def outputs(self, response: Response) -> list[str]:
         return ["\n".join(t for item in response.output for t in _item_texts(item) if t)]
@@ -143,9 +138,9 @@ class ResponsesCodec:
         item_id = f"msg_guardrail_{uuid.uuid4().hex}"
         return _refused(response, _refusal_message(refusal, item_id=item_id, status="incomplete"))
 
-    def refusal_result(self, kwargs: Mapping[str, Any], refusal: str) -> Response:
+    def refusal(self, refusal: str) -> Response:
         """The response returned when the input is refused and OpenAI is never called."""
-        model = kwargs.get("model")
+        model = self.kwargs.get("model")
         response = Response(
             id=f"resp_guardrail_{uuid.uuid4().hex}",
             object="response",
@@ -158,42 +153,54 @@ class ResponsesCodec:
         )
         return self.refuse(response, {0}, refusal)
 
-    def chunks(self, kwargs: Mapping[str, Any]) -> ResponseEvents:
-        return ResponseEvents(self, kwargs)
+    def reader(self) -> ResponseEvents:
+        return ResponseEvents(self)
 
 
-class ResponseEvents:
-    """Per-stream reader of response stream events; knows enough to append a refusal."""
+class ResponseEvents(ChunkReader):
+    """Per-stream reader of response stream events (a `guardrail.ChunkReader`); collects tool
+    calls to check at the end and knows enough to append a refusal."""
 
-    def __init__(self, codec: ResponsesCodec, kwargs: Mapping[str, Any]) -> None:
-        self.codec = codec
-        self.kwargs = kwargs
+    def __init__(self, call: ResponsesCall) -> None:
+        self.call = call
         self.snapshot: Response | None = None
         self.sequence = -1
         self.output_index = -1
-
-    def visible(self, event: Any) -> Any:
-        return event
+        self.calls: dict[str, list[str]] = {}  # item id -> [name, arguments]
 
     def text(self, event: Any) -> str:
         self.sequence = max(self.sequence, getattr(event, "sequence_number", -1))
         self.output_index = max(self.output_index, getattr(event, "output_index", -1))
         if isinstance(getattr(event, "response", None), Response):
             self.snapshot = event.response
+        self._collect_call(event)
         delta = getattr(event, "delta", None)
         return delta if getattr(event, "type", None) in TEXT_DELTAS and isinstance(delta, str) else ""
 
-    def is_tool_call(self, event: Any) -> bool:
+    def _collect_call(self, event: Any) -> None:
+        kind, item = getattr(event, "type", ""), getattr(event, "item", None)
+        if item is not None and getattr(item, "type", None) in ("function_call", "custom_tool_call"):
+            arguments = getattr(item, "arguments", None) or getattr(item, "input", None) or ""
+            self.calls[item.id or ""] = [item.name or "", arguments]  # added: "", done: whole
+        elif kind.startswith(("response.function_call_arguments.", "response.custom_tool_call_input.")):
+            call = self.calls.setdefault(getattr(event, "item_id", ""), ["", ""])
+            whole = getattr(event, "arguments", None) or getattr(event, "input", None)
+            call[1] = whole if isinstance(whole, str) else call[1] + (getattr(event, "delta", "") or "")
+
+    def extra_text(self) -> str:
+        return "\n".join(tool_call_text(name, arguments) for name, arguments in self.calls.values())
+
+    def held(self, event: Any) -> bool:
         kind = getattr(event, "type", "")
         if kind.startswith(("response.function_call_arguments.", "response.custom_tool_call_input.")):
             return True
         item = getattr(event, "item", None)
         return getattr(item, "type", None) in ("function_call", "custom_tool_call")
 
-    def refusal(self, refusal: str) -> list[Any]:
+    def refusal(self, refusal: str, *, after_text: bool = False) -> list[Any]:
         """Events that add one message saying `refusal`, then `response.incomplete`."""
         if self.snapshot is None:
-            base = self.codec.refusal_result(self.kwargs, refusal)
+            base = self.call.refusal(refusal)
         else:
             base = self.snapshot
         item_id = f"msg_guardrail_{uuid.uuid4().hex}"

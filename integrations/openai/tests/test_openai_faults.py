@@ -17,7 +17,7 @@ from faults import SCORER_FAULTS, Case, FaultyScorer, Tally, cases, guards, rele
 from completions_server import SERVER_FAULTS, CompletionsServer, table_answer
 
 from guardrail import Guard
-from guardrail._remote import RemoteScorer
+from guardrail import RemoteScorer
 from guardrail_openai import AsyncGuardedOpenAI, GuardedOpenAI
 from guardrail_openai.testing import FakeOpenAI
 

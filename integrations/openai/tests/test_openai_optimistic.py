@@ -103,10 +103,14 @@ async def test_async_optimistic_passes_and_streams_after_the_check():
     assert order == ["called", "input checked", "stream returned"]
 
 
-def test_thread_pool_is_reused():
+def test_optimistic_calls_leave_no_thread_behind():
+    """One daemon thread per optimistic call (the kernel's rule for every adapter, with the
+    caller's context vars), ended when the call returns: no pool lives on in the client."""
     server = FakeOpenAI("ok")
     client = GuardedOpenAI(server.client(), Guard(["dangerous"], scorer=KeywordScorer({})), optimistic=True)
     for _ in range(3):
-        client.responses.create(model="m", input="hello")
-    names = {t.name for t in threading.enumerate() if t.name.startswith("guardrail-openai")}
-    assert 1 <= len(names) <= 3
+        assert client.responses.create(model="m", input="hello").output_text == "ok"
+    deadline = time.monotonic() + 5
+    while any(t.name == "guardrail-optimistic" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not [t for t in threading.enumerate() if t.name.startswith(("guardrail-optimistic", "guardrail-openai"))]
