@@ -26,12 +26,13 @@ HARMFUL_ANSWER = "Knead the dough well, then let it rest. Then kill the neighbou
 
 
 @contextmanager
-def proxy(reply: str, **settings: Any) -> Iterator[tuple[openai.OpenAI, FakeOpenAI]]:
+def proxy(reply: str, *, fake_kwargs: dict[str, Any] | None = None, suffix: str = "",
+          **settings: Any) -> Iterator[tuple[openai.OpenAI, FakeOpenAI]]:
     """The real openai client pointed at guardrail serve, which forwards to a FakeOpenAI."""
-    fake = FakeOpenAI(reply)
+    fake = FakeOpenAI(reply, **(fake_kwargs or {}))
     guard = Guard([builtin_policy("dangerous")], scorer=KeywordScorer({"kill": 0.99}), refusal=REFUSAL)
     with fake.serve() as base_url:
-        app = create_app(guard, settings=ServeSettings(upstream=base_url, upstream_api_key="up-key",
+        app = create_app(guard, settings=ServeSettings(upstream=base_url + suffix, upstream_api_key="up-key",
                                                        api_keys=("proxy-key",), **settings))
         with running(app) as server:
             client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="proxy-key", max_retries=0)
@@ -128,6 +129,11 @@ def test_on_block_error_answers_400_content_filter() -> None:
         with pytest.raises(openai.BadRequestError) as caught:
             client.chat.completions.create(model="m", messages=HARMFUL)  # type: ignore[arg-type]
         assert caught.value.code == "content_filter" and fake.requests == []
+    with proxy(HARMFUL_ANSWER, on_block="error", every=16) as (client, fake):
+        seen: list[ChatCompletionChunk] = []
+        with pytest.raises(openai.APIError, match="dangerous"):
+            seen.extend(client.chat.completions.create(model="m", messages=BENIGN, stream=True))  # type: ignore[arg-type]
+        assert "kill" not in chat_text(seen) and len(fake.requests) == 1
 
 
 def test_the_proxy_key_is_required_before_any_upstream_hit() -> None:
@@ -146,3 +152,41 @@ def test_upstream_settings_are_validated_and_read_from_the_environment(tmp_path)
     path.write_text('[serve]\nupstream = "http://127.0.0.1:9/v1"\n')
     table = load_serve_table(path, environ={"GUARDRAIL_UPSTREAM_API_KEY": "sk-up"})
     assert ServeSettings.from_table(table).upstream_api_key == "sk-up"
+
+
+def test_tool_call_arguments_and_reasoning_are_moderated() -> None:
+    tool = {"name": "act", "arguments": '{"do": "kill him"}'}
+    with proxy("Calling a tool.", fake_kwargs={"tool_call": tool}, stream_mode="stream_first", every=4) as (client, _):
+        chunks = list(client.chat.completions.create(model="m", messages=BENIGN, stream=True))  # type: ignore[arg-type]
+        assert not any(c.choices and c.choices[0].delta.tool_calls for c in chunks), "held tool calls never left"
+        assert chunks[-1].choices[0].finish_reason == "content_filter"
+        whole = client.chat.completions.create(model="m", messages=BENIGN)  # type: ignore[arg-type]
+        assert whole.choices[0].finish_reason == "content_filter" and not whole.choices[0].message.tool_calls
+    with proxy("Fine.", fake_kwargs={"reasoning": "I could kill them."}) as (client, _):
+        chunks = list(client.chat.completions.create(model="m", messages=BENIGN, stream=True))  # type: ignore[arg-type]
+        assert chunks[-1].choices[0].finish_reason == "content_filter"
+        assert "kill" not in str([c.model_dump() for c in chunks])
+
+
+def test_a_clean_tool_call_passes_whole() -> None:
+    tool = {"name": "bake", "arguments": '{"minutes": 40}'}
+    with proxy("Calling a tool.", fake_kwargs={"tool_call": tool}) as (client, _):
+        chunks = list(client.chat.completions.create(model="m", messages=BENIGN, stream=True))  # type: ignore[arg-type]
+        arguments = "".join(c.choices[0].delta.tool_calls[0].function.arguments or ""  # type: ignore[union-attr]
+                            for c in chunks if c.choices and c.choices[0].delta.tool_calls)
+        assert arguments == tool["arguments"] and chunks[-1].choices[0].finish_reason == "tool_calls"
+
+
+def test_upstream_errors_pass_through_and_an_unreachable_upstream_is_502() -> None:
+    with proxy("Knead it.", suffix="/nowhere") as (client, fake):
+        with pytest.raises(openai.NotFoundError, match="no fake"):
+            client.chat.completions.create(model="m", messages=BENIGN)  # type: ignore[arg-type]
+        assert len(fake.requests) == 1
+    guard = Guard([builtin_policy("dangerous")], scorer=KeywordScorer({"kill": 0.99}))
+    app = create_app(guard, settings=ServeSettings(upstream="http://127.0.0.1:9/v1"))
+    with running(app) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="none", max_retries=0)
+        with pytest.raises(openai.InternalServerError) as caught:
+            client.chat.completions.create(model="m", messages=BENIGN)  # type: ignore[arg-type]
+        assert caught.value.status_code == 502
+        client.close()
