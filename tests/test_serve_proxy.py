@@ -64,6 +64,7 @@ def test_benign_traffic_passes_through_with_genuine_types() -> None:
         assert completion.choices[0].message.content == "Knead it, then bake."
         assert completion.choices[0].finish_reason == "stop" and completion.usage is not None
         assert len(fake.requests) == 1 and fake.requests[0]["body"]["messages"] == BENIGN
+        assert fake.requests[0]["authorization"] == "Bearer up-key", "the upstream key, never the client's"
         chunks = list(client.chat.completions.create(model="m", messages=BENIGN, stream=True))  # type: ignore[arg-type]
         assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
         assert chat_text(chunks) == "Knead it, then bake." and chunks[-1].choices[0].finish_reason == "stop"
