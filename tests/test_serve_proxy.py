@@ -3,6 +3,8 @@ the service, which forwards to a fake OpenAI server (also real HTTP) and counts 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -191,3 +193,10 @@ def test_upstream_errors_pass_through_and_an_unreachable_upstream_is_502() -> No
             client.chat.completions.create(model="m", messages=BENIGN)  # type: ignore[arg-type]
         assert caught.value.status_code == 502
         client.close()
+
+
+def test_the_service_needs_no_openai_package() -> None:
+    code = ("import sys, guardrail.serve, guardrail.serve._proxy; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'openai', 'guardrail_openai'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -1,7 +1,8 @@
 """The guarding proxy's codecs: chat completions and responses as plain JSON dicts.
 
-Pure, like `guardrail_openai`'s codecs (whose rules these follow), but over the JSON the
-upstream sends, so the service needs no `openai` package. Each codec is a `guardrail.Call`
+Pure, like `guardrail_openai`'s codecs, and reading OpenAI's shapes through the same helpers
+(`guardrail._shapes`), but over the JSON the upstream sends, so the service needs no `openai`
+package. Each codec is a `guardrail.Call`
 for the kernel; `start` is given by the proxy (`_proxy.py`), which does the HTTP.
 
 Rules kept from the Python wrapper: every message needs one of OpenAI's roles, spelled exactly,
@@ -15,7 +16,6 @@ with `finish_reason: "content_filter"` (chat) or status `incomplete` with reason
 from __future__ import annotations
 
 import copy
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -25,47 +25,18 @@ from guardrail._exceptions import MessageError
 from guardrail._kernel import Call
 from guardrail._messages import tool_call_text
 from guardrail._relay import ChunkReader
+from guardrail._shapes import CHAT_ROLES, INPUT_ROLES, TEXT_DELTAS, item_texts, message_role, message_text
 
 __all__ = ["ChatCodec", "ResponsesCodec"]
 
-CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-INPUT_ROLES = frozenset({"system", "developer", "user", "assistant"})
-REASONING_FIELDS = ("reasoning_content", "reasoning")
-TEXT_DELTAS = frozenset({"response.output_text.delta", "response.refusal.delta",
-                         "response.reasoning_text.delta", "response.reasoning_summary_text.delta"})
 _TOOL_DELTAS = ("response.function_call_arguments.", "response.custom_tool_call_input.")
 _NO_USER = "has no user text, so the guard has nothing to check and sends nothing"
 
 Start = Callable[[], Awaitable[Any]]
 
 
-def _role(item: Any, index: int, roles: frozenset[str], what: str) -> str:
-    role = item.get("role") if isinstance(item, Mapping) else None
-    if not isinstance(role, str) or role not in roles:
-        raise MessageError(f"{what}[{index}] has role {role!r}; the guard accepts only "
-                           f"{', '.join(sorted(roles))}, spelled exactly, so that it knows which text is the user's")
-    return role
-
-
 def _dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
-
-
-def _tool_calls(message: dict[str, Any]) -> list[str]:
-    texts = []
-    for call in message.get("tool_calls") or ():
-        spec = _dict(_dict(call).get("function") or _dict(call).get("custom"))
-        arguments = spec.get("arguments", spec.get("input"))
-        if isinstance(arguments, str):
-            texts.append(tool_call_text(spec.get("name") or "", arguments))
-    return texts
-
-
-def _message_text(message: dict[str, Any], sep: str, *, calls: bool = True) -> str:
-    reasoning = [v if isinstance(v, str) else json.dumps(v) for v in (message.get(f) for f in REASONING_FIELDS)
-                 if v is not None]
-    parts = [*reasoning, message.get("content"), message.get("refusal"), *(_tool_calls(message) if calls else ())]
-    return sep.join(p for p in parts if isinstance(p, str) and p)
 
 
 # --- chat completions ---------------------------------------------------------------------------
@@ -76,7 +47,7 @@ class ChatCodec(Call):
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise MessageError("'messages' must be a non-empty list of messages")
-        roles = [_role(m, n, CHAT_ROLES, "messages") for n, m in enumerate(messages)]
+        roles = [message_role(m, n, CHAT_ROLES, "messages") for n, m in enumerate(messages)]
         if "user" not in roles:
             raise MessageError(f"messages {_NO_USER}")
         if body.get("stream") is True and body.get("n") not in (None, 1):
@@ -88,7 +59,7 @@ class ChatCodec(Call):
         self.start = start  # type: ignore[method-assign]
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
-        return [_message_text(_dict(c.get("message")), "\n") for c in result.get("choices") or ()]
+        return [message_text(_dict(c.get("message")), "\n") for c in result.get("choices") or ()]
 
     def refuse(self, result: dict[str, Any], indexes: set[int], refusal: str) -> dict[str, Any]:
         out = copy.deepcopy(result)
@@ -121,16 +92,19 @@ class ChatChunks(ChunkReader):
         texts = []
         for choice in chunk.get("choices") or ():
             delta = _dict(_dict(choice).get("delta"))
-            for call in delta.get("tool_calls") or ():
-                spec = _dict(_dict(call).get("function"))
-                entry = self.calls.setdefault((choice.get("index", 0), _dict(call).get("index", 0)), ["", ""])
+            calls = [(_dict(c).get("index", 0), _dict(_dict(c).get("function"))) for c in delta.get("tool_calls") or ()]
+            if delta.get("function_call") is not None:  # the legacy single call
+                calls.append((-1, _dict(delta["function_call"])))
+            for index, spec in calls:
+                entry = self.calls.setdefault((_dict(choice).get("index", 0), index), ["", ""])
                 entry[0] += spec.get("name") or ""
                 entry[1] += spec.get("arguments") or ""
-            texts.append(_message_text(delta, "", calls=False))
+            texts.append(message_text(delta, "", calls=False))
         return "".join(texts)
 
     def held(self, chunk: dict[str, Any]) -> bool:
-        return any(_dict(_dict(c).get("delta")).get("tool_calls") for c in chunk.get("choices") or ())
+        deltas = [_dict(_dict(c).get("delta")) for c in chunk.get("choices") or ()]
+        return any(d.get("tool_calls") or d.get("function_call") for d in deltas)
 
     def extra_text(self) -> str:
         return "\n".join(tool_call_text(name, arguments) for name, arguments in self.calls.values())
@@ -144,21 +118,6 @@ class ChatChunks(ChunkReader):
 
 
 # --- responses ------------------------------------------------------------------------------------
-def _item_texts(item: dict[str, Any]) -> list[str]:
-    kind = item.get("type")
-    if kind == "reasoning":
-        parts = [*(item.get("summary") or ()), *(item.get("content") or ())]
-        return [t for t in (_dict(p).get("text") for p in parts) if isinstance(t, str)]
-    if kind == "message":
-        texts = [_dict(p).get("text") if _dict(p).get("type") == "output_text" else _dict(p).get("refusal")
-                 for p in item.get("content") or ()]
-        return [t for t in texts if isinstance(t, str)]
-    if kind in ("function_call", "custom_tool_call"):
-        value = item.get("arguments") if kind == "function_call" else item.get("input")
-        return [tool_call_text(item.get("name") or "", value)] if isinstance(value, str) else []
-    return []
-
-
 def _refusal_message(refusal: str, item_id: str, status: str) -> dict[str, Any]:
     return {"type": "message", "id": item_id, "role": "assistant", "status": status,
             "content": [{"type": "output_text", "text": refusal, "annotations": []}]}
@@ -178,7 +137,7 @@ class ResponsesCodec(Call):
         else:
             if value is not None and not isinstance(value, list):
                 raise MessageError("'input' must be a string or a list of input items")
-            self.conversation = [{"role": _role(item, n, INPUT_ROLES, "input"), "content": item.get("content")}
+            self.conversation = [{"role": message_role(item, n, INPUT_ROLES, "input"), "content": item.get("content")}
                                  for n, item in enumerate(value or ())
                                  if not isinstance(item, Mapping) or item.get("type") in (None, "message")]
             continuing = body.get("previous_response_id") or body.get("conversation")
@@ -188,7 +147,7 @@ class ResponsesCodec(Call):
         self.start = start  # type: ignore[method-assign]
 
     def outputs(self, result: dict[str, Any]) -> list[str]:
-        return ["\n".join(t for item in result.get("output") or () for t in _item_texts(_dict(item)) if t)]
+        return ["\n".join(t for item in result.get("output") or () for t in item_texts(item) if t)]
 
     def refuse(self, result: dict[str, Any], indexes: set[int], refusal: str) -> dict[str, Any]:
         return _refused(result, _refusal_message(refusal, f"msg_guardrail_{uuid.uuid4().hex}", "incomplete"))
