@@ -9,11 +9,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import openai
 import pytest
 from guardrail_openai.testing import FakeOpenAI
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response
+from prometheus_client.parser import text_string_to_metric_families
 from serving import running
 
 from guardrail import ConfigError, Guard, builtin_policy
@@ -85,11 +87,18 @@ def test_a_harmful_streamed_answer_is_moderated(mode: str) -> None:
         assert len(fake.requests) == 1
 
 
-def test_a_harmful_whole_answer_is_refused_as_content_filter() -> None:
+def test_a_harmful_whole_answer_is_refused_as_content_filter_and_counted() -> None:
     with proxy(HARMFUL_ANSWER) as (client, fake):
         completion = client.chat.completions.create(model="m", messages=BENIGN)  # type: ignore[arg-type]
         assert completion.choices[0].finish_reason == "content_filter"
         assert completion.choices[0].message.content == REFUSAL and len(fake.requests) == 1
+        root = str(client.base_url).removesuffix("/").removesuffix("/v1")
+        metrics = httpx.get(f"{root}/metrics", headers={"Authorization": "Bearer proxy-key"}).text
+        families = {f.name: f for f in text_string_to_metric_families(metrics)}
+        checks = {(s.labels["endpoint"], s.labels["stage"], s.labels["outcome"]): s.value
+                  for s in families["guardrail_checks"].samples if s.name.endswith("_total")}
+        assert checks[("/v1/chat/completions", "input", "allow")] == 1
+        assert checks[("/v1/chat/completions", "output", "block")] == 1
 
 
 def test_responses_benign_and_harmful() -> None:

@@ -70,6 +70,8 @@ class Upstream:
                 return _events(response)
             try:
                 return json.loads(await response.aread())
+            except ValueError:
+                raise ApiError(502, "the upstream answered 200 with a body that is not JSON", code="upstream_error") from None
             finally:
                 await response.aclose()
 
