@@ -368,7 +368,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, environ: Mapping[
 
 def load_serve_table(path: str | os.PathLike[str] | None, *, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The `[serve]` table for `guardrail serve` (empty without a file or a table), then the
-    environment: `GUARDRAIL_SERVE_API_KEYS` (comma-separated) replaces `api_keys`.
+    environment: `GUARDRAIL_SERVE_API_KEYS` (comma-separated) replaces `api_keys`, and
+    `GUARDRAIL_UPSTREAM_API_KEY` replaces `upstream_api_key`.
 
     Only the table's shape is checked here; `guardrail.serve.ServeSettings.from_table`
     validates the keys, so this module needs no web dependency.
@@ -387,4 +388,6 @@ def load_serve_table(path: str | os.PathLike[str] | None, *, environ: Mapping[st
     keys = environ.get("GUARDRAIL_SERVE_API_KEYS")
     if keys:
         table["api_keys"] = [k.strip() for k in keys.split(",") if k.strip()]
+    if environ.get("GUARDRAIL_UPSTREAM_API_KEY"):
+        table["upstream_api_key"] = environ["GUARDRAIL_UPSTREAM_API_KEY"]
     return table

@@ -4,7 +4,8 @@
 
 Endpoints: `POST /v1/moderations` (OpenAI's moderation API), `POST /v1/checks` (a verdict for
 OpenAI-shaped messages), `POST /beta/litellm_basic_guardrail_api` (LiteLLM's Generic Guardrail
-API), `GET /healthz`, `GET /readyz`, `GET /metrics`. See `create_app` for the app factory and
+API), `GET /healthz`, `GET /readyz`, `GET /metrics`; with `[serve] upstream`, the guarding
+proxy `POST /v1/chat/completions` and `POST /v1/responses`. See `create_app` for the app factory and
 `ServeSettings` for the limits.
 
 `import guardrail` does not import this package (nor starlette, uvicorn, prometheus_client).

@@ -12,6 +12,7 @@ which applies readiness, admission, the deadline and the metrics.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from guardrail.serve._http import ApiError, Gate, error_response
 from guardrail.serve._litellm import PATH as LITELLM_PATH
 from guardrail.serve._litellm import litellm_guardrail
 from guardrail.serve._metrics import Metrics
+from guardrail.serve._proxy import Upstream, proxy_routes
 from guardrail.serve._runtime import ServedGuard
 from guardrail.serve._settings import ServeSettings
 
@@ -81,7 +83,9 @@ def create_app(
     At start-up the scorer loads in the background (`aload()`/`load()` when it has one, then a
     warm-up score unless `settings.warmup` is false); `/readyz` answers 200 after that, and
     checks before it get 503 with `Retry-After`. At shutdown, after the server has drained the
-    requests in flight, the scorer is closed (`aclose()`/`close()`), then `on_shutdown` runs.
+    requests in flight, the scorer is closed (`aclose()`/`close()`), then `on_shutdown` runs
+    (a closer may be async). With `settings.upstream`, the guarding proxy's routes are mounted
+    (`POST /v1/chat/completions`, `POST /v1/responses`; see `guardrail.serve._proxy`).
     """
     settings = settings or ServeSettings()
     if not isinstance(guard, Guard):
@@ -96,9 +100,17 @@ def create_app(
             yield
         finally:
             await served.stop()
-            for close in on_shutdown:
-                close()
+            for close in closers:
+                closing = close()
+                if inspect.isawaitable(closing):
+                    await closing
 
+    closers: list[Callable[[], object]] = list(on_shutdown)
+    upstream = None
+    if settings.upstream is not None:  # the guarding proxy: chat completions and responses
+        upstream = Upstream(settings)
+        routes = [*proxy_routes(), *routes]
+        closers.append(upstream.aclose)
     all_routes = [*_builtin_routes(), *routes]
     paths = [path for r in all_routes if isinstance(path := getattr(r, "path", None), str)]
     app = Starlette(
@@ -108,4 +120,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.guardrail = served
+    app.state.upstream = upstream
     return app

@@ -9,8 +9,9 @@ route added later (the guarding proxy) gets the same limits without repeating th
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 from starlette.requests import Request
@@ -160,10 +161,20 @@ class ServedGuard:
         `request_timeout`. A scorer failure under `block` or `allow` is a verdict, not an error.
         """
         items = self._validated(checks)
-        self._admit(len(items))
-        self.in_flight += len(items)
+        return await self._run([(functools.partial(self.guard.acheck, m, s), s) for m, s in items], endpoint)
+
+    async def check_turn(self, turn: Turn, stage: Stage, *, message_index: int, endpoint: str) -> Verdict:
+        """One check of a prompt and response (the proxy's output moderation), under the same
+        rules and errors as `check_many`."""
+        check = functools.partial(self.guard.acheck_turn, turn, stage, message_index=message_index)
+        [verdict] = await self._run([(check, stage)], endpoint)
+        return verdict
+
+    async def _run(self, checks: Sequence[tuple[Callable[[], Awaitable[Verdict]], Stage]], endpoint: str) -> list[Verdict]:
+        self._admit(len(checks))
+        self.in_flight += len(checks)
         self.metrics.in_flight.set(self.in_flight)
-        tasks = [asyncio.ensure_future(self._one(m, s, endpoint)) for m, s in items]
+        tasks = [asyncio.ensure_future(self._one(check, stage, endpoint)) for check, stage in checks]
         try:
             return await asyncio.wait_for(asyncio.gather(*tasks), self.settings.request_timeout)
         except asyncio.TimeoutError:
@@ -172,12 +183,12 @@ class ServedGuard:
         finally:
             for task in tasks:
                 task.cancel()
-            self.in_flight -= len(items)
+            self.in_flight -= len(checks)
             self.metrics.in_flight.set(self.in_flight)
 
-    async def _one(self, messages: Any, stage: Stage, endpoint: str) -> Verdict:
+    async def _one(self, check: Callable[[], Awaitable[Verdict]], stage: Stage, endpoint: str) -> Verdict:
         try:
-            verdict = await self.guard.acheck(messages, stage)
+            verdict = await check()
         except MessageError as exc:  # messages are read before any scoring: nothing was checked
             raise ApiError(400, str(exc), code="invalid_messages") from None
         except ScorerError as exc:  # only a policy whose fail mode is `raise` gets here

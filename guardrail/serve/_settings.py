@@ -20,6 +20,13 @@ warmup = true               # score once at start-up; /readyz is 200 after that
 audit = "audit.jsonl"       # optional: every served check is recorded here ...
 audit_format = "jsonl"      # ... as JSON lines, or "sqlite"
 audit_include_content = false
+upstream = "http://127.0.0.1:8000/v1"  # optional: proxy /v1/chat/completions and /v1/responses there
+upstream_api_key = "..."    # or GUARDRAIL_UPSTREAM_API_KEY; sent upstream as the bearer key
+upstream_timeout = 600.0    # seconds for the upstream's answer (a stream: between bytes)
+on_block = "refuse"         # proxy: a blocked input or output is answered in-band (content_filter),
+                            # or "error": a 400 with type "content_filter"
+stream_mode = "hold"        # proxy streams: "hold" or "stream_first", checked every `every` chars
+every = 200
 ```
 """
 
@@ -90,6 +97,12 @@ class ServeSettings:
     audit: str | None = None
     audit_format: str = "jsonl"
     audit_include_content: bool = False
+    upstream: str | None = None
+    upstream_api_key: str | None = None
+    upstream_timeout: float = 600.0
+    on_block: str = "refuse"
+    stream_mode: str = "hold"
+    every: int = 200
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -113,6 +126,20 @@ class ServeSettings:
             raise ConfigError(f"audit must be a file path, got {self.audit!r}")
         if self.audit_format not in ("jsonl", "sqlite"):
             raise ConfigError(f"audit_format must be 'jsonl' or 'sqlite', got {self.audit_format!r}")
+        self._check_proxy()
+
+    def _check_proxy(self) -> None:
+        upstream = self.upstream
+        if upstream is not None and (not isinstance(upstream, str) or not upstream.startswith(("http://", "https://"))):
+            raise ConfigError(f"upstream must be an http(s) URL such as 'http://127.0.0.1:8000/v1', got {upstream!r}")
+        if self.upstream_api_key is not None and (not isinstance(self.upstream_api_key, str) or not self.upstream_api_key):
+            raise ConfigError("upstream_api_key must be a non-empty string")
+        object.__setattr__(self, "upstream_timeout", _positive_seconds("upstream_timeout", self.upstream_timeout))
+        if self.on_block not in ("refuse", "error"):
+            raise ConfigError(f"on_block must be 'refuse' or 'error', got {self.on_block!r}")
+        if self.stream_mode not in ("hold", "stream_first"):
+            raise ConfigError(f"stream_mode must be 'hold' or 'stream_first', got {self.stream_mode!r}")
+        _positive_int("every", self.every)
 
     @property
     def open_to_remote(self) -> bool:

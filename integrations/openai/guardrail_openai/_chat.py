@@ -13,7 +13,6 @@ raises `ConfigError`, as does an `extra_body` that would replace what the guard 
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -26,52 +25,24 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
 from guardrail import Call, ChunkReader, ConfigError, GuardOptions, MessageError, tool_call_text
-from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, field, given, message_role
+from guardrail._shapes import REASONING_FIELDS, message_text, reasoning_texts
+from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, given, message_role
 
 __all__ = ["REASONING_FIELDS", "ChatCall", "ChatChunks"]
 
-# Extra fields in which OpenAI-compatible servers send the model's reasoning as text.
-REASONING_FIELDS = ("reasoning_content", "reasoning")
 # Request parameters the guard reads, which `extra_body` must not replace.
 _READ = ("messages", "n", "stream", "modalities", "audio")
-
-
-def _tool_calls(message: Any) -> list[str]:
-    """Tool calls as `guardrail.tool_call_text` writes them (`name(arguments)`)."""
-    texts = []
-    for call in field(message, "tool_calls") or ():
-        custom = field(call, "custom")
-        spec = custom if custom is not None else field(call, "function")
-        arguments = field(spec, "input" if custom is not None else "arguments")
-        if isinstance(arguments, str):
-            texts.append(tool_call_text(field(spec, "name") or "", arguments))
-    legacy = field(message, "function_call")
-    if legacy is not None and isinstance(field(legacy, "arguments"), str):
-        texts.append(tool_call_text(field(legacy, "name") or "", field(legacy, "arguments")))
-    return texts
-
-
-def _reasoning(message: Any) -> list[str]:
-    """The reasoning text of a message or delta; a structured value is checked as JSON."""
-    values = (field(message, name) for name in REASONING_FIELDS)
-    return [v if isinstance(v, str) else json.dumps(v, default=str) for v in values if v is not None]
 
 
 def _without_reasoning(model: BaseModel) -> BaseModel:
     """A copy of a message or delta without its reasoning fields (itself when it has none)."""
     extra = model.__pydantic_extra__ or {}
-    if not set(REASONING_FIELDS) & set(extra) and not _reasoning(model):
+    if not set(REASONING_FIELDS) & set(extra) and not reasoning_texts(model):
         return model
     declared = {name: None for name in REASONING_FIELDS if name in type(model).model_fields}
     copy = model.model_copy(update=declared)
     copy.__pydantic_extra__ = {k: v for k, v in extra.items() if k not in REASONING_FIELDS}
     return copy
-
-
-def _message_text(message: Any, sep: str, *, calls: bool = True) -> str:
-    parts = [*_reasoning(message), field(message, "content"), field(message, "refusal")]
-    parts += _tool_calls(message) if calls else []
-    return sep.join(p for p in parts if isinstance(p, str) and p)
 
 
 class ChatCall(Call):
@@ -126,7 +97,7 @@ class ChatCall(Call):
         return completion.model_copy(update={"choices": choices})
 
     def outputs(self, completion: ChatCompletion) -> list[str]:
-        return [_message_text(choice.message, "\n") for choice in completion.choices]
+        return [message_text(choice.message, "\n") for choice in completion.choices]
 
     def refuse(self, completion: ChatCompletion, indexes: set[int], refusal: str) -> ChatCompletion:
         """A copy of `completion` whose choices at `indexes` say `refusal` (content_filter)."""
@@ -194,7 +165,7 @@ class ChatChunks(ChunkReader):
                 return delta.content or ""
         for choice in choices:
             self._collect_calls(choice.index, choice.delta)
-        return "".join(_message_text(choice.delta, "", calls=False) for choice in choices)
+        return "".join(message_text(choice.delta, "", calls=False) for choice in choices)
 
     def _collect_calls(self, choice: int, delta: Any) -> None:
         legacy = [(-1, delta.function_call)] if delta.function_call is not None else []

@@ -1,9 +1,7 @@
-"""Small pure helpers shared by the chat and responses codecs, and the rules for roles.
-
-Roles are checked before anything is sent, because the guard scores the messages whose role is
-exactly `user`: a message the server might read as the user's words under another spelling
-(`"User"`, `"human"`, no role, a bare string) would otherwise go out unchecked. Every message
-must carry one of OpenAI's roles, spelled exactly; anything else raises `MessageError`.
+"""Small pure helpers shared by the chat and responses codecs. The rules for roles, and how
+OpenAI's shapes are read, live in the core (`guardrail._shapes`), shared with the service's
+guarding proxy: every message must carry one of OpenAI's roles, spelled exactly; anything else
+raises `MessageError`.
 """
 
 from __future__ import annotations
@@ -14,6 +12,7 @@ from typing import Any
 import openai
 
 from guardrail import ConfigError, MessageError
+from guardrail._shapes import CHAT_ROLES, INPUT_ROLES, field, message_role
 
 __all__ = [
     "CHAT_ROLES",
@@ -25,36 +24,10 @@ __all__ = [
     "message_role",
 ]
 
-# Chat Completions' roles, and those of a Responses API input message.
-CHAT_ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-INPUT_ROLES = frozenset({"system", "developer", "user", "assistant"})
-
 
 def given(value: Any) -> bool:
     """False for OpenAI's `omit` / `NOT_GIVEN` sentinels and `None`."""
     return value is not None and not isinstance(value, (openai.Omit, openai.NotGiven))
-
-
-def field(item: Any, name: str) -> Any:
-    if isinstance(item, Mapping):
-        return item.get(name)
-    return getattr(item, name, None)
-
-
-def message_role(item: Any, index: int, roles: frozenset[str], what: str) -> str:
-    """The role of `what[index]`; `MessageError` unless it is one of `roles`, spelled exactly."""
-    if isinstance(item, (str, bytes)):
-        raise MessageError(
-            f"{what}[{index}] is a bare {type(item).__name__}; every message needs a role, "
-            "e.g. {'role': 'user', 'content': ...}"
-        )
-    role = field(item, "role")
-    if not isinstance(role, str) or role not in roles:
-        raise MessageError(
-            f"{what}[{index}] has role {role!r}; the guard accepts only {', '.join(sorted(roles))}, "
-            "spelled exactly, so that it knows which text is the user's"
-        )
-    return role
 
 
 def as_sequence(value: Any, what: str) -> list[Any]:

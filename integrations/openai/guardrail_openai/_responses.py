@@ -35,42 +35,13 @@ from openai.types.responses import (
 from openai.types.responses.response import IncompleteDetails
 
 from guardrail import Call, ChunkReader, GuardOptions, MessageError, tool_call_text
-from guardrail_openai._common import INPUT_ROLES, as_sequence, check_extra_body, field, given, message_role
+from guardrail._shapes import TEXT_DELTAS, field, item_texts
+from guardrail_openai._common import INPUT_ROLES, as_sequence, check_extra_body, given, message_role
 
 __all__ = ["ResponseEvents", "ResponsesCall"]
 
-# Deltas of text the caller would see; each is moderated (and held in `hold` mode). Tool-call
-# argument deltas are not among them: a call is checked whole, as `name(arguments)`, at the end.
-TEXT_DELTAS = frozenset(
-    {
-        "response.output_text.delta",
-        "response.refusal.delta",
-        "response.reasoning_text.delta",
-        "response.reasoning_summary_text.delta",
-    }
-)
-
-
 # Request parameters the guard reads, which `extra_body` must not replace.
 _READ = ("input", "stream", "previous_response_id", "conversation", "prompt")
-
-
-def _item_texts(item: Any) -> list[str]:
-    kind = field(item, "type")
-    if kind == "reasoning":
-        parts = [*(field(item, "summary") or ()), *(field(item, "content") or ())]
-        return [t for t in (field(p, "text") for p in parts) if isinstance(t, str)]
-    if kind == "message":
-        texts = []
-        for part in field(item, "content") or ():
-            text = field(part, "text") if field(part, "type") == "output_text" else field(part, "refusal")
-            if isinstance(text, str):
-                texts.append(text)
-        return texts
-    value = field(item, "arguments") if kind == "function_call" else field(item, "input")
-    if kind in ("function_call", "custom_tool_call") and isinstance(value, str):
-        return [tool_call_text(field(item, "name") or "", value)]
-    return []
 
 
 def _refusal_message(refusal: str, *, item_id: str, status: str) -> ResponseOutputMessage:
@@ -132,7 +103,7 @@ class ResponsesCall(Call):
         return messages
 
     def outputs(self, response: Response) -> list[str]:
-        return ["\n".join(t for item in response.output for t in _item_texts(item) if t)]
+        return ["\n".join(t for item in response.output for t in item_texts(item) if t)]
 
     def refuse(self, response: Response, indexes: set[int], refusal: str) -> Response:
         item_id = f"msg_guardrail_{uuid.uuid4().hex}"

@@ -48,8 +48,8 @@ class FakeOpenAI:
     message and its stream deltas (`reasoning_content`, as vLLM and DeepSeek send it), and as a
     `reasoning` item with that summary text in responses.
     `delay` (seconds) waits before answering (async clients only). `requests` records each
-    request's path and JSON body; `events_sent` counts stream events the client pulled;
-    `cancelled` counts async requests cancelled while waiting.
+    request's path, JSON body and `Authorization` header; `events_sent` counts stream events the
+    client pulled; `cancelled` counts async requests cancelled while waiting.
     """
 
     def __init__(
@@ -113,7 +113,9 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's name)
                 length = int(self.headers.get("content-length") or 0)
-                request = httpx.Request("POST", f"http://fake{self.path}", content=self.rfile.read(length))
+                headers = {"authorization": self.headers.get("authorization", "")}
+                request = httpx.Request("POST", f"http://fake{self.path}", content=self.rfile.read(length),
+                                        headers=headers)
                 response = fake._respond(request, asynchronous=False)
                 body = b"".join(response.iter_bytes())
                 self.send_response(response.status_code)
@@ -138,7 +140,7 @@ class FakeOpenAI:
     def _respond(self, request: httpx.Request, *, asynchronous: bool) -> httpx.Response:
         body = json.loads(request.content or b"{}")
         path = request.url.path.removeprefix("/v1")
-        self.requests.append({"path": path, "body": body})
+        self.requests.append({"path": path, "body": body, "authorization": request.headers.get("authorization")})
         text = self.reply(body) if callable(self.reply) else self.reply
         model = body.get("model", self.model)
         if path == "/chat/completions":
