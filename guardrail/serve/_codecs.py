@@ -1,7 +1,7 @@
 """The guarding proxy's codecs: chat completions and responses as plain JSON dicts.
 
 Pure, like `guardrail_openai`'s codecs, and reading OpenAI's shapes through the same helpers
-(`guardrail._shapes`), but over the JSON the upstream sends, so the service needs no `openai`
+(`guardrail.shapes`), but over the JSON the upstream sends, so the service needs no `openai`
 package. Each codec is a `guardrail.Call`
 for the kernel; `start` is given by the proxy (`_proxy.py`), which does the HTTP.
 
@@ -25,7 +25,7 @@ from guardrail._exceptions import MessageError
 from guardrail._kernel import Call
 from guardrail._messages import tool_call_text
 from guardrail._relay import ChunkReader
-from guardrail._shapes import CHAT_ROLES, INPUT_ROLES, TEXT_DELTAS, item_texts, message_role, message_text
+from guardrail.shapes import CHAT_ROLES, INPUT_ROLES, TEXT_DELTAS, item_texts, message_role, message_text
 
 __all__ = ["ChatCodec", "ResponsesCodec"]
 

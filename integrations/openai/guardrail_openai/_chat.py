@@ -25,7 +25,7 @@ from openai.types.chat.chat_completion_chunk import ChoiceDelta
 from pydantic import BaseModel
 
 from guardrail import Call, ChunkReader, ConfigError, GuardOptions, MessageError, tool_call_text
-from guardrail._shapes import REASONING_FIELDS, message_text, reasoning_texts
+from guardrail.shapes import REASONING_FIELDS, message_text, reasoning_texts
 from guardrail_openai._common import CHAT_ROLES, as_sequence, check_extra_body, given, message_role
 
 __all__ = ["REASONING_FIELDS", "ChatCall", "ChatChunks"]

@@ -1,5 +1,5 @@
 """Small pure helpers shared by the chat and responses codecs. The rules for roles, and how
-OpenAI's shapes are read, live in the core (`guardrail._shapes`), shared with the service's
+OpenAI's shapes are read, live in the core (`guardrail.shapes`), shared with the service's
 guarding proxy: every message must carry one of OpenAI's roles, spelled exactly; anything else
 raises `MessageError`.
 """
@@ -12,7 +12,7 @@ from typing import Any
 import openai
 
 from guardrail import ConfigError, MessageError
-from guardrail._shapes import CHAT_ROLES, INPUT_ROLES, field, message_role
+from guardrail.shapes import CHAT_ROLES, INPUT_ROLES, field, message_role
 
 __all__ = [
     "CHAT_ROLES",

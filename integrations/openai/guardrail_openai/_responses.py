@@ -35,7 +35,7 @@ from openai.types.responses import (
 from openai.types.responses.response import IncompleteDetails
 
 from guardrail import Call, ChunkReader, GuardOptions, MessageError, tool_call_text
-from guardrail._shapes import TEXT_DELTAS, field, item_texts
+from guardrail.shapes import TEXT_DELTAS, field, item_texts
 from guardrail_openai._common import INPUT_ROLES, as_sequence, check_extra_body, given, message_role
 
 __all__ = ["ResponseEvents", "ResponsesCall"]

@@ -1,4 +1,4 @@
-"""OpenAI's shapes, read the same way by every codec: `guardrail_openai` (openai's types) and
+"""OpenAI's shapes, read the same way by every codec (public, for adapters): `guardrail_openai` (openai's types) and
 the service's guarding proxy (plain JSON dicts). Pure; no `openai` import. `field` reads a
 mapping key or an attribute, so each helper takes either.
 
