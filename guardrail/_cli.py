@@ -96,6 +96,12 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--select-by", choices=["roc_auc", "loss"])
     tune.add_argument("--dtype")
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
+    tune.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint (same data and options)")
+    tune.add_argument("--checkpoint-every", type=int, default=200, metavar="STEPS",
+                      help="save a resumable checkpoint every STEPS optimizer steps (default 200)")
+    tune.add_argument("--max-steps", type=int, metavar="STEPS", help="stop after STEPS steps in all (resume later)")
+    tune.add_argument("--max-tokens", type=int, default=4096, metavar="N",
+                      help="padded tokens per forward; bounds memory (default 4096)")
     for name, text in (("eval", "measure the configured guard on labeled data"),
                        ("calibrate", "set policy thresholds in the config from labeled data")):
         sub = commands.add_parser(name, help=text)
@@ -136,7 +142,7 @@ def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -
         if args.policy:
             config = config.select(args.policy)
         if args.command == "tune":
-            from guardrail._tune import TuneOptions, tune
+            from guardrail._tune import RunOptions, TuneOptions, tune
 
             if config.model.threads is not None:
                 set_threads(config.model.threads)
@@ -149,7 +155,13 @@ def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -
             validation = load_labeled(args.validation) if args.validation else None
             result = tune(args.model, load_labeled(args.data), out_dir=args.out, policies=config.policies,
                           options=TuneOptions(**chosen), validation=validation, data=dataset_hash(args.data),
-                          progress=not args.quiet)
+                          progress=not args.quiet,
+                          run=RunOptions(checkpoint_every=args.checkpoint_every, resume=args.resume,
+                                         max_steps=args.max_steps, max_tokens=args.max_tokens))
+            if not result.finished:
+                out.write(f"stopped after {result.steps} steps; checkpoint in {result.out_dir / 'checkpoint'} "
+                          "(run the same command with --resume to go on)\n")
+                return 0
             out.write(f"adapter: {result.out_dir} (epoch {result.best_epoch}, "
                       f"validation ROC-AUC {result.validation.get('roc_auc')})\n")
             return 0
