@@ -264,12 +264,12 @@ def _model(data: Mapping[str, Any], where: str) -> ModelConfig:
     return ModelConfig(**data)
 
 
-_POLICY_KEYS = {"threshold", "action", "stages", "on_error", "title", "description", "input_guideline", "output_guideline"}
+_POLICY_KEYS = {"threshold", "output_threshold", "action", "stages", "on_error", "title", "description", "input_guideline", "output_guideline"}
 
 
 def _policy(name: str, data: Mapping[str, Any], where: str, thresholds: Mapping[str, float]) -> Policy:
     _check_keys(data, _POLICY_KEYS, where)
-    changes = {k: data[k] for k in ("threshold", "action", "stages", "on_error") if k in data}
+    changes = {k: data[k] for k in ("threshold", "output_threshold", "action", "stages", "on_error") if k in data}
     if "stages" in changes and (
         not isinstance(changes["stages"], list) or not all(isinstance(s, str) for s in changes["stages"])
         or not changes["stages"]
@@ -291,6 +291,8 @@ def _policy(name: str, data: Mapping[str, Any], where: str, thresholds: Mapping[
     try:
         if texts:
             return Policy(name=name, **texts, **changes)
+        if "threshold" in changes:  # the configured threshold holds in both stages unless told otherwise
+            changes.setdefault("output_threshold", None)
         return dataclasses.replace(_builtin(name, where, thresholds), **changes)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None

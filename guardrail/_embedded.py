@@ -54,12 +54,16 @@ def default_adapter() -> Path | None:
 
 @cache
 def calibrated_thresholds() -> dict[str, float]:
-    """Per-policy thresholds fitted for the shipped adapter (empty without one)."""
+    """Per-policy thresholds fitted for the shipped adapter (empty without one), and
+    `"NAME/output"` where the output stage has its own."""
     adapter = default_adapter()
     if adapter is None or not (adapter / "thresholds.json").exists():
         return {}
     data = json.loads((adapter / "thresholds.json").read_text(encoding="utf-8"))
-    return {name: float(entry["threshold"]) for name, entry in data["policies"].items()}
+    found = {name: float(entry["threshold"]) for name, entry in data["policies"].items()}
+    found |= {f"{name}/output": float(entry["output_threshold"])
+              for name, entry in data["policies"].items() if entry.get("output_threshold") is not None}
+    return found
 
 
 def cache_dir() -> Path:

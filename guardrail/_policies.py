@@ -97,6 +97,7 @@ class Policy:
     input_guideline: str | None = None
     output_guideline: str | None = None
     threshold: float = 0.5
+    output_threshold: float | None = None  # None: `threshold` in both stages
     action: Action = Action.BLOCK
     stages: frozenset[Stage] = None  # type: ignore[assignment]  # None: every stage with a guideline
     on_error: FailMode = FailMode.BLOCK
@@ -113,12 +114,15 @@ class Policy:
                 raise ConfigError(f"{where}: {attr} must be a non-empty string, got {text!r}")
             if text.lstrip().startswith("* "):
                 raise ConfigError(f"{where}: {attr} must not start with '* ' (the prompt adds it)")
-        threshold = self.threshold
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
-            raise ConfigError(f"{where}: threshold must be a number in [0, 1], got {threshold!r}")
-        if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
-            raise ConfigError(f"{where}: threshold must be in [0, 1], got {threshold!r}")
-        object.__setattr__(self, "threshold", float(threshold))
+        for attr in ("threshold", "output_threshold"):
+            threshold = getattr(self, attr)
+            if threshold is None and attr == "output_threshold":
+                continue
+            if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+                raise ConfigError(f"{where}: {attr} must be a number in [0, 1], got {threshold!r}")
+            if math.isnan(threshold) or not 0.0 <= threshold <= 1.0:
+                raise ConfigError(f"{where}: {attr} must be in [0, 1], got {threshold!r}")
+            object.__setattr__(self, attr, float(threshold))
         object.__setattr__(self, "action", _coerce(Action, self.action, f"{where}: action"))
         object.__setattr__(self, "on_error", _coerce(FailMode, self.on_error, f"{where}: on_error"))
         stages = self.stages
@@ -150,8 +154,15 @@ class Policy:
     def applies_to(self, stage: Stage | str) -> bool:
         return _coerce(Stage, stage, "stage") in self.stages
 
-    def with_threshold(self, threshold: float) -> Policy:
-        return dataclasses.replace(self, threshold=threshold)
+    def threshold_for(self, stage: Stage | str) -> float:
+        """The threshold in `stage`: `output_threshold` for outputs when set, else `threshold`."""
+        if _coerce(Stage, stage, "stage") is Stage.OUTPUT and self.output_threshold is not None:
+            return self.output_threshold
+        return self.threshold
+
+    def with_threshold(self, threshold: float, output_threshold: float | None = None) -> Policy:
+        """This policy at `threshold` (and `output_threshold` for outputs, when given)."""
+        return dataclasses.replace(self, threshold=threshold, output_threshold=output_threshold)
 
 
 def as_stage(value: Stage | str) -> Stage:
@@ -225,16 +236,21 @@ BUILTIN_POLICIES: Mapping[str, Policy] = {
 def builtin_policy(name: str, *, thresholds: Mapping[str, float] | None = None, **changes: Any) -> Policy:
     """A built-in policy by name, with fields replaced: `builtin_policy("hate", threshold=0.3)`.
 
-    `thresholds` are a model's calibrated thresholds by policy name (a scorer's `thresholds`);
-    the policy takes its own from there unless `threshold` is given.
+    `thresholds` are a model's calibrated thresholds by policy name (a scorer's `thresholds`),
+    and by `"NAME/output"` where the output stage has its own; the policy takes its own from
+    there unless `threshold` is given (which then holds in both stages unless `output_threshold`
+    is given too).
     """
     try:
         policy = BUILTIN_POLICIES[name]
     except KeyError:
         known = ", ".join(sorted(BUILTIN_POLICIES))
         raise ConfigError(f"unknown built-in policy {name!r}; known: {known}") from None
-    if thresholds and name in thresholds and "threshold" not in changes:
+    if "threshold" in changes:
+        changes.setdefault("output_threshold", None)
+    elif thresholds and name in thresholds:
         changes["threshold"] = thresholds[name]
+        changes.setdefault("output_threshold", thresholds.get(f"{name}/output"))
     return dataclasses.replace(policy, **changes) if changes else policy
 
 

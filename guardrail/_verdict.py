@@ -166,7 +166,7 @@ def failed(
             policy=p.name,
             stage=stage,
             score=float("nan"),
-            threshold=p.threshold,
+            threshold=p.threshold_for(stage),
             action=Action.BLOCK if p.on_error is FailMode.BLOCK else p.action,
             error=error,
             fail_mode=p.on_error,
@@ -187,7 +187,7 @@ def decide(
 ) -> Verdict:
     """Pair each policy with its score. Pure: no model, no I/O."""
     decisions = tuple(
-        Decision(policy=p.name, stage=stage, score=s, threshold=p.threshold, action=p.action)
+        Decision(policy=p.name, stage=stage, score=s, threshold=p.threshold_for(stage), action=p.action)
         for p, s in zip(policies, scores, strict=True)
     )
     return Verdict(

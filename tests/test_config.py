@@ -195,3 +195,23 @@ def test_a_local_model_runs_on_the_configured_threads(tiny_gemma2_dir) -> None: 
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_output_threshold_holds_for_outputs_only(tmp_path: Path) -> None:
+    from guardrail import Guard, builtin_policy
+
+    path = tmp_path / "guard.toml"
+    path.write_text('[model]\nname = "embedded"\n\n[policies.hate]\nthreshold = 0.4\noutput_threshold = 0.8\n')
+    policy = load_config(path).policies[0]
+    assert (policy.threshold_for("input"), policy.threshold_for(Stage.OUTPUT)) == (0.4, 0.8)
+    guard = Guard([policy], scorer=KeywordScorer({"zebra": 0.6}))
+    assert guard.check_input("zebra").blocked and guard.check_input("zebra").decisions[0].threshold == 0.4
+    output = guard.check_output([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "zebra"}])
+    assert not output.blocked and output.decisions[0].threshold == 0.8
+    # A model's per-stage calibration reaches built-ins; a threshold the user sets holds in both stages.
+    calibrated = {"hate": 0.3, "hate/output": 0.7}
+    assert builtin_policy("hate", thresholds=calibrated).threshold_for("output") == 0.7
+    assert builtin_policy("hate", thresholds=calibrated, threshold=0.5).threshold_for("output") == 0.5
+    path.write_text('[model]\nname = "embedded"\n\n[policies.hate]\noutput_threshold = 1.5\n')
+    with pytest.raises(ConfigError, match="output_threshold must be in"):
+        load_config(path)
