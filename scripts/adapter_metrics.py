@@ -23,7 +23,7 @@ from guardrail._calibrate import pick_threshold
 from guardrail._exceptions import ConfigError
 from guardrail._evaluate import binary_metrics
 
-__all__ = ["Fit", "GroupMetrics", "fit_thresholds", "fpr_threshold", "group_metrics", "list_figures", "pairs_by_group"]
+__all__ = ["Fit", "GroupMetrics", "choose_thresholds", "fit_thresholds", "fpr_threshold", "group_metrics", "list_figures", "pairs_by_group"]
 
 ANY = "any"
 TARGET_FPR = 0.05
@@ -163,6 +163,15 @@ def fit_thresholds(
             recall=chosen.recall, fpr=chosen.fpr, best_f1_threshold=binary_metrics(scores, labels).best_threshold,
         )
     return fits
+
+
+def choose_thresholds(fits: Mapping[str, Fit], policy: str) -> tuple[float, float | None]:
+    """(threshold, output_threshold): per stage where the stages' 95 % intervals do not overlap
+    (one threshold would be too strict for one stage and too lax for the other), else pooled."""
+    a, b = fits.get(f"{policy}/input"), fits.get(f"{policy}/output")
+    if a and b and (a.high < b.low or b.high < a.low):
+        return a.threshold, b.threshold
+    return fits[policy].threshold, None
 
 
 def list_figures(rows: Sequence[Mapping]) -> dict:

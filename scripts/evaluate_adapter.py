@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adapter_metrics import Fit, fit_thresholds, group_metrics, list_figures, pairs_by_group  # noqa: E402
+from adapter_metrics import Fit, choose_thresholds, fit_thresholds, group_metrics, list_figures, pairs_by_group  # noqa: E402
 
 from guardrail import Guard, builtin_policy  # noqa: E402
 from guardrail._data import LabeledExample  # noqa: E402
@@ -133,8 +133,10 @@ async def _score_into(guard: Guard, todo: Sequence[dict], cache: Path, done: dic
 
 
 def blocked(scored: Sequence[dict], thresholds: Mapping[str, float]) -> list[dict]:
-    """The rows with `blocked` per policy: its score reached the policy's threshold."""
-    return [{**s, "blocked": {p: v >= thresholds[p] for p, v in s["scores"].items()}} for s in scored]
+    """The rows with `blocked` per policy: its score reached the policy's threshold in the row's
+    stage (`thresholds["NAME/output"]` for outputs where there is one, else `thresholds["NAME"]`)."""
+    return [{**s, "blocked": {p: v >= thresholds.get(f"{p}/{s['stage']}", thresholds[p]) for p, v in s["scores"].items()}}
+            for s in scored]
 
 
 def heldout_table(scored: Sequence[dict], thresholds: Mapping[str, float], policies: Sequence[str]) -> dict[str, dict]:
@@ -235,7 +237,8 @@ def make_guard(args: argparse.Namespace) -> tuple[Guard, str, str]:
 
         found = args.adapter / "thresholds.json"
         saved = json.loads(found.read_text(encoding="utf-8"))["policies"] if found.exists() else {}
-        policies = [builtin_policy(p, threshold=saved.get(p, {}).get("threshold", 0.5)) for p in POLICIES]
+        policies = [builtin_policy(p, threshold=saved.get(p, {}).get("threshold", 0.5),
+                                   output_threshold=saved.get(p, {}).get("output_threshold")) for p in POLICIES]
         source = f"`{found}`" if found.exists() else "0.5, the adapter has no thresholds.json"
         return Guard(policies, scorer=EmbeddedScorer(adapter=str(args.adapter))), f"adapter `{args.adapter}`", source
     return Guard(), "the shipped embedded guard (Guard())", "the shipped adapter's thresholds.json"
@@ -244,9 +247,11 @@ def make_guard(args: argparse.Namespace) -> tuple[Guard, str, str]:
 def thresholds_json(fits: Mapping[str, Fit], policies: Sequence[str], calibration: Path, rows: int) -> dict:
     """`thresholds.json` as `Guard()` reads it (`policies.NAME.threshold`), with intervals and per stage."""
     return {
-        "fitted_on": {"data": str(calibration), "rows": rows, "goal": "highest recall with FPR <= 0.05, stages pooled"},
+        "fitted_on": {"data": str(calibration), "rows": rows,
+                      "goal": "highest recall with FPR <= 0.05; per stage where the stages' intervals do not overlap"},
         "policies": {p: {
-            "threshold": round(fits[p].threshold, 6),
+            "threshold": round(choose_thresholds(fits, p)[0], 6),
+            **({"output_threshold": round(out, 6)} if (out := choose_thresholds(fits, p)[1]) is not None else {}),
             "interval95": [round(fits[p].low, 6), round(fits[p].high, 6)],
             "fit": f"{fits[p].n} pairs ({fits[p].positives} positive); recall {fits[p].recall:.3f} fpr {fits[p].fpr:.3f}",
             "per_stage": {s: fits[f"{p}/{s}"].to_dict() for s in ("input", "output") if f"{p}/{s}" in fits},
@@ -257,6 +262,7 @@ def thresholds_json(fits: Mapping[str, Fit], policies: Sequence[str], calibratio
 def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
     policies = [p.name for p in guard.policies]
     thresholds = {p.name: p.threshold for p in guard.policies}
+    thresholds |= {f"{p.name}/output": p.output_threshold for p in guard.policies if p.output_threshold is not None}
     progress = not args.quiet
     held_all = read_rows(args.heldout)
     held_kept = exclude(held_all, [r for path in args.exclude for r in read_rows(path)])
@@ -275,7 +281,11 @@ def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
             data = thresholds_json(fits, policies, args.calibration, len(cal))
             args.thresholds_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         if args.use_fitted:
-            thresholds = {p: fits[p].threshold if p in fits else t for p, t in thresholds.items()}
+            thresholds = {p: thresholds[p] for p in policies if p not in fits}
+            for p in (p for p in policies if p in fits):
+                thresholds[p], output = choose_thresholds(fits, p)
+                if output is not None:
+                    thresholds[f"{p}/output"] = output
             report.update(thresholds=thresholds, thresholds_from="fitted on calibration (FPR <= 5 %)")
     report["heldout"] = {
         "file": str(args.heldout), "rows": len(held), "rows_in_file": len(held_all),

@@ -97,6 +97,24 @@ def test_fitted_thresholds_keep_calibration_fpr_and_have_an_interval() -> None:
     assert fits["hate/input"].positives == 120 and fits["hate"].n == 580
 
 
+def test_stages_get_their_own_thresholds_only_where_their_intervals_part() -> None:
+    rng = random.Random(6)
+    low = [_row(f"i{i}", "input", {"hate": int(i < 150)}, {"hate": rng.uniform(0.2, 0.4) if i < 150 else rng.uniform(0, 0.2)})
+           for i in range(450)]
+    high = [_row(f"o{i}", "output", {"hate": int(i < 150)}, {"hate": rng.uniform(0.8, 1) if i < 150 else rng.uniform(0.6, 0.8)})
+            for i in range(450)]
+    fits = am.fit_thresholds(low + high, ["hate"], rounds=200, seed=1)
+    threshold, output = am.choose_thresholds(fits, "hate")
+    assert 0.18 < threshold < 0.22 and 0.78 < output < 0.82  # one pooled threshold would miss the inputs
+    marked = ea.blocked(low[:1] + high[:1], {"hate": threshold, "hate/output": output})
+    assert [r["blocked"]["hate"] for r in marked] == [True, True]
+    assert ea.blocked(low[:1], {"hate": 0.5})[0]["blocked"]["hate"] is False
+    same = am.fit_thresholds(low + [{**r, "stage": "output", "id": "x" + r["id"]} for r in low], ["hate"], rounds=200)
+    assert am.choose_thresholds(same, "hate")[1] is None  # overlapping intervals: one pooled threshold
+    data = ea.thresholds_json(fits, ["hate"], Path("cal.jsonl"), 900)
+    assert data["policies"]["hate"]["output_threshold"] == pytest.approx(output, abs=1e-6)
+
+
 def test_list_figures_count_rows_blocked_by_any_policy() -> None:
     rows = [
         {**_row("m1", "input", {"dangerous": 1}, {"dangerous": 0.9, "hate": 0.1}), "category": "weapons"},
