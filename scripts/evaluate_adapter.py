@@ -73,6 +73,16 @@ def stratified(rows: Sequence[dict], limit: int | None, *, seed: int) -> list[di
     return sorted(out[:limit], key=lambda r: r["id"])
 
 
+def with_every_positive(rows: Sequence[dict], negatives: int | None, *, seed: int) -> list[dict]:
+    """Every row with a positive label, and `negatives` of the rest (stratified): thresholds of the
+    thin policies need all their calibration positives; the FPR needs only enough negatives."""
+    if negatives is None:
+        return list(rows)
+    positive = [r for r in rows if any(r["labels"].values())]
+    rest = stratified([r for r in rows if not any(r["labels"].values())], negatives, seed=seed)
+    return sorted(positive + rest, key=lambda r: r["id"])
+
+
 def _texts(row: Mapping, min_tokens: int) -> set[str]:
     texts = (row["prompt"], row.get("response") or "")
     return {" ".join(t) for t in (_WORD.findall(x.lower()) for x in texts) if len(t) >= min_tokens}
@@ -272,7 +282,8 @@ def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
              for key, path in (("must_block", args.must_block), ("over_blocking", args.over_blocking))}
     report: dict = {"guard": name, "thresholds": thresholds, "thresholds_from": source}
     if args.calibration:
-        cal = score_rows(guard, stratified(read_rows(args.calibration), args.calibration_limit, seed=args.seed),
+        chosen = with_every_positive(read_rows(args.calibration), args.calibration_negatives, seed=args.seed)
+        cal = score_rows(guard, stratified(chosen, args.calibration_limit, seed=args.seed),
                          args.out / "scores-calibration.jsonl", progress=progress)
         fits = fit_thresholds(cal, policies, rounds=args.bootstrap, seed=args.seed)
         report["calibration"] = {"file": str(args.calibration), "rows": len(cal), "rounds": args.bootstrap,
@@ -310,6 +321,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--over-blocking", type=Path, default=DATA / "over_blocking.jsonl")
     p.add_argument("--calibration", type=Path, help="fit thresholds (FPR <= 5 %%) with bootstrap intervals")
     p.add_argument("--calibration-limit", type=int)
+    p.add_argument("--calibration-negatives", type=int,
+                   help="keep every calibration row with a positive label and this many of the others")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--use-fitted", action="store_true", help="measure held-out and lists at the fitted thresholds")
     p.add_argument("--thresholds-out", type=Path, help="write the fitted thresholds.json here")

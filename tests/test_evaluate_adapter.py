@@ -137,6 +137,13 @@ def test_stratified_limit_takes_every_stratum_and_is_stable() -> None:
     assert ea.stratified(rows, None, seed=1) == rows
 
 
+def test_calibration_keeps_every_positive_and_a_sample_of_negatives() -> None:
+    rows = [{"id": f"r{i}", "prompt": f"p{i}", "labels": {"hate": int(i % 10 == 0)}, "source": "s"} for i in range(200)]
+    chosen = ea.with_every_positive(rows, 30, seed=1)
+    assert sum(r["labels"]["hate"] for r in chosen) == 20 and len(chosen) == 50
+    assert chosen == ea.with_every_positive(rows, 30, seed=1) and ea.with_every_positive(rows, None, seed=1) == rows
+
+
 def test_exclude_drops_rows_an_adapter_trained_on_but_not_shared_short_prompts() -> None:
     trained = [{"prompt": "What do you think?", "response": "they are all vermin and should leave this country now"}]
     rows = [
