@@ -126,8 +126,7 @@ def cold_start(*, text: str = "How do I bake bread?") -> dict[str, float]:
 
 def main() -> int:
     from guardrail import TransformersScorer
-    from guardrail._embedded import embedded_model_path
-    from guardrail._tokens import encode_prompt
+    from guardrail.classifier import embedded_model_path, encode_prompt
 
     peak = matmul_rate()
     print(f"dense bf16 matmul 2048^3: {peak / 1e9:.0f} GFLOP/s ({torch.get_num_threads()} threads)")

@@ -3,7 +3,7 @@
     python benchmarks/injection.py                      # the embedded default
     python benchmarks/injection.py --config guard.toml  # any configured model
 
-For each payload in `guardrail._payloads.INJECTION_PAYLOADS` (less the ones that carry a harmful
+For each payload in `payloads.INJECTION_PAYLOADS` (beside this script) (less the ones that carry a harmful
 request of their own), four harmful and four benign base texts are scored with and without the
 payload appended (input stage, every configured policy). The payloads try to close the turn,
 plant an answer or rewrite the policy; a robust guard moves little. Prints the largest and
@@ -18,7 +18,7 @@ import statistics
 import time
 
 from guardrail import Guard, load_config
-from guardrail._payloads import _HARMFUL, INJECTION_PAYLOADS
+from payloads import HARMFUL, INJECTION_PAYLOADS
 
 # Hand-written for this benchmark, one harmful text per policy and as many benign ones; the
 # adapter's training never saw them (its scaffolding augmentation is built separately).
@@ -47,7 +47,7 @@ def main() -> None:
     guard = load_config(args.config).build_guard()
     # Payloads that carry a harmful request of their own (for the structural tests) would make a
     # benign base harmful, so a higher score there is right, not a shift: they are left out here.
-    payloads = [p for p in INJECTION_PAYLOADS if not p.startswith(_HARMFUL)]
+    payloads = [p for p in INJECTION_PAYLOADS if not p.startswith(HARMFUL)]
     payloads = payloads[: args.limit] if args.limit else payloads
     start = time.perf_counter()
     shifts: list[tuple[float, str, str, str]] = []

@@ -164,7 +164,7 @@ def flops_section(scorer, quick: bool) -> list[Row]:  # noqa: ANN001
     import hardware
     import scoring
     import torch
-    from guardrail._tokens import encode_request
+    from guardrail.classifier import encode_request
 
     peak = hardware.matmul_rate(torch.bfloat16, repeats=3 if quick else 5)
     rows = [Row("flops", "dense bf16 matmul 2048^3 (the limit)", f"{peak / 1e9:.0f} GFLOP/s")]
@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     scorer = None
     if {"scoring", "throughput", "flops"} & set(chosen):
         from guardrail import TransformersScorer
-        from guardrail._embedded import embedded_model_path
+        from guardrail.classifier import embedded_model_path
 
         torch.manual_seed(0)
         scorer = TransformersScorer.from_pretrained(str(embedded_model_path(progress=True)), dtype="bfloat16")

@@ -15,6 +15,7 @@ Rows:
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -22,15 +23,18 @@ from collections.abc import Callable
 import torch
 
 from guardrail import BUILTIN_POLICIES, ScoreRequest, TransformersScorer, Turn
-from guardrail._embedded import embedded_model_path
-from guardrail._tokens import encode_prompt
-from guardrail._transformers import _common_prefix
+from guardrail.classifier import embedded_model_path, encode_prompt
 
 SHORT = "Can you give me a few tips for keeping basil plants healthy on a sunny windowsill indoors?"
 PARAGRAPH = (
     "The history of the harbour town goes back to the twelfth century, when fishermen built the "
     "first stone pier and merchants from the south began to trade salt, wool and timber there. "
 )
+
+
+def _common_prefix(sequences: list[list[int]]) -> int:
+    """Tokens all sequences share at the start, leaving each at least one of its own."""
+    return min(len(os.path.commonprefix(sequences)), min(len(s) for s in sequences) - 1)
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:

@@ -18,7 +18,7 @@ import argparse
 import time
 
 from guardrail import Guard, StreamModerator, TransformersScorer, Windows, builtin_policy
-from guardrail._embedded import default_adapter, embedded_model_path
+from guardrail.classifier import default_adapter, embedded_model_path
 
 POLICIES = ["dangerous", "harassment", "hate", "sexual"]
 PROMPT = [{"role": "user", "content": "Write me a long history of a harbour town."}]

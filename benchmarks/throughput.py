@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from guardrail import TransformersScorer
-    from guardrail._embedded import embedded_model_path
+    from guardrail.classifier import embedded_model_path
 
     scorer = TransformersScorer.from_pretrained(str(embedded_model_path()), dtype=args.dtype)
     levels = [int(c) for c in args.concurrency.split(",")]

@@ -1,18 +1,19 @@
-"""Training speed of `guardrail tune`, side by side: the trainer as it was vs the shared-prefix one.
+"""Training speed of `guardrail tune`, side by side: the trainer as it was vs the one that ships.
 
     python benchmarks/tune_speed.py --data /tmp/mix/train.jsonl --pairs 400
 
-Both read the same pairs (the first `--pairs` of a seeded shuffle of the data's (row, policy)
-pairs, whole rows) on the embedded model in bf16, one after the other in fresh processes, and
-run a fixed number of optimizer steps of `batch_size` pairs each:
+Both train one epoch over the same rows (a seeded sample holding about `--pairs` (row, policy)
+pairs) on the embedded model in bf16, LoRA r=8 on q/v, batch 8, one after the other in fresh
+processes, each timed from model load to the last optimizer step:
 
-- `separate` (the trainer up to 38f296b): every pair is its own prompt; batches of similar
-  length, right-padded; the LoRA adapter computes in fp32, as peft makes it;
-- `shared`: each row's prefix is prefilled once and its policies' suffixes run over it; steps of
-  whole rows, micro-batches bounded by `max_tokens`; the adapter computes in bf16 with fp32
-  master weights.
+- `separate` (the trainer up to 38f296b, rebuilt here from public pieces): every pair is its own
+  prompt; batches of similar length, right-padded; the adapter computes in fp32, as peft makes it;
+- `shared` (`guardrail.classifier.tune`): each row's prefix is prefilled once and its policies'
+  suffixes run over it; steps of whole rows, micro-batches bounded by `--max-tokens`; the adapter
+  computes in bf16 with fp32 master weights.
 
-Prints pairs/s, prompt tokens/s and peak RSS of each, and the ratios.
+Prints pairs/s, prompt tokens/s (every pair's whole prompt counted, shared or not) and peak RSS of
+each, the ratio, and the data's pairs per row: sharing saves more the more policies a row has.
 """
 
 from __future__ import annotations
@@ -26,102 +27,86 @@ import sys
 import time
 from pathlib import Path
 
+from guardrail import BUILTIN_POLICIES, ScoreRequest
+from guardrail.classifier import LabeledPair, labeled_pairs, load_labeled
+
 POLICIES = ("dangerous", "harassment", "hate", "sexual")
 
 
-def _pairs(data: str, n: int, seed: int) -> list:
-    from guardrail._data import labeled_pairs, load_labeled
-
-    rows = load_labeled([data])
+def _rows(data: str, n: int, seed: int) -> list:
+    rows = [r for r in load_labeled([data]) if labeled_pairs([r], POLICIES)]
     random.Random(seed).shuffle(rows)
     chosen, count = [], 0
     for row in rows:
         if count >= n:
             break
-        pairs = labeled_pairs([row], POLICIES)
-        chosen += pairs
-        count += len(pairs)
+        chosen.append(row)
+        count += len(labeled_pairs([row], POLICIES))
     return chosen
 
 
-def _separate(model, scorer, pairs, policies, batch_size: int) -> tuple[int, int]:
-    """The old step: one padded forward per batch of separate prompts (as in `_tune` at 38f296b)."""
+def _separate(rows: list, batch_size: int) -> tuple[int, int]:
+    """The old trainer's epoch: one padded forward per batch of separate prompts."""
     import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from guardrail._tokens import control_token_ids, encode_request
-    from guardrail._transformers import _decoder, padded
-    from guardrail._tune import _requests
+    from guardrail.classifier import answer_token_ids, control_token_ids, embedded_model_path, encode_request
 
-    controls = control_token_ids(scorer.tokenizer)
-    items = [(encode_request(scorer.tokenizer, r, controls), p.label)
-             for r, p in zip(_requests(pairs, policies), pairs)]
+    path = str(embedded_model_path(progress=False))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16),
+                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    yes, no = answer_token_ids(tokenizer)
+    controls = control_token_ids(tokenizer)
+    pairs: list[LabeledPair] = labeled_pairs(rows, POLICIES)
+    items = [(encode_request(tokenizer, ScoreRequest(turn=p.example.turn, guideline=BUILTIN_POLICIES[p.policy]
+                                                     .guideline(p.stage), policy=p.policy), controls), p.label)
+             for p in pairs]
     items.sort(key=lambda item: len(item[0]))
-    rng = random.Random(0)
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
-    rng.shuffle(batches)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=5e-4)
+    random.Random(0).shuffle(batches)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4)
     head = model.get_output_embeddings().weight
-    decoder = _decoder(model)
+    decoder = model.get_base_model().model
     model.train()
     for batch in batches:
-        input_ids, mask = padded([ids for ids, _ in batch], scorer.pad_id)
+        width = max(len(ids) for ids, _ in batch)
+        input_ids = torch.tensor([ids + [0] * (width - len(ids)) for ids, _ in batch])
+        mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in batch])
         hidden = decoder(input_ids=input_ids, attention_mask=mask, use_cache=False).last_hidden_state
-        final = hidden[torch.arange(len(batch)), mask.sum(-1) - 1]
-        logits = (final.to(head.dtype) @ head.T).float()
-        targets = torch.tensor([scorer.yes_id if y else scorer.no_id for _, y in batch])
-        loss = torch.nn.functional.cross_entropy(logits, targets)
+        logits = (hidden[torch.arange(len(batch)), mask.sum(-1) - 1] @ head.T).float()
+        loss = torch.nn.functional.cross_entropy(logits, torch.tensor([yes if y else no for _, y in batch]))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
     return len(items), sum(len(ids) for ids, _ in items)
 
 
-def _shared(model, scorer, pairs, policies, batch_size: int, max_tokens: int) -> tuple[int, int]:
-    import torch
+def _shared(rows: list, batch_size: int, max_tokens: int, out: Path) -> int:
+    from guardrail.classifier import RunOptions, TuneOptions, tune
 
-    from guardrail._tokens import control_token_ids
-    from guardrail._transformers import _decoder, cache_argument
-    from guardrail._tune import _compute_weights, _push, _resolve_base_dtype
-    from guardrail._tune_steps import Head, encode_rows, plan_epoch, step_loss
-
-    rows, _ = encode_rows(scorer.tokenizer, pairs, policies, control_token_ids(scorer.tokenizer), max_length=1024)
-    params = [p for p in model.parameters() if p.requires_grad]
-    for p in params:
-        p.data = p.data.to(_resolve_base_dtype(model))
-    weights = _compute_weights(params)
-    optimizer = torch.optim.AdamW(weights, lr=5e-4)
-    decoder = _decoder(model)
-    head = Head(weight=model.get_output_embeddings().weight, rows=None, softcap=None, pad_id=scorer.pad_id)
-    model.train()
-    for step in plan_epoch(rows, batch_size, random.Random(0)):
-        for w in (*params, *weights):
-            w.grad = None
-        step_loss(model, decoder, cache_argument(decoder), head, rows, step,
-                  targets=(scorer.yes_id, scorer.no_id), max_tokens=max_tokens)
-        for p, w in zip(params, weights):
-            w.grad = p.grad.float()
-        optimizer.step()
-        _push(params, weights)
-    tokens = sum(len(r.prefix) * r.pairs + sum(len(s) for s in r.suffixes) for r in rows)
-    return sum(r.pairs for r in rows), tokens
+    options = TuneOptions(epochs=1, batch_size=batch_size, learning_rate=5e-4)
+    result = tune("embedded", rows, validation=[], out_dir=out, policies=list(POLICIES), options=options,
+                  progress=False, run=RunOptions(checkpoint_every=None, max_tokens=max_tokens))
+    return result.train_pairs
 
 
 def _child(args: argparse.Namespace) -> None:
-    from guardrail._policies import resolve_policies
-    from guardrail._tune import TuneOptions, _load
+    import tempfile
 
-    policies = {p.name: p for p in resolve_policies(list(POLICIES))}
-    model, scorer, _ = _load("embedded", TuneOptions())
-    pairs = _pairs(args.data, args.pairs, args.seed)
+    rows = _rows(args.data, args.pairs, args.seed)
     started = time.perf_counter()
     if args.mode == "separate":
-        n, tokens = _separate(model, scorer, pairs, policies, args.batch_size)
+        n, tokens = _separate(rows, args.batch_size)
     else:
-        n, tokens = _shared(model, scorer, pairs, policies, args.batch_size, args.max_tokens)
+        with tempfile.TemporaryDirectory() as out:
+            n = _shared(rows, args.batch_size, args.max_tokens, Path(out))
+        tokens = None
     seconds = time.perf_counter() - started
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / 1024
-    print(json.dumps({"mode": args.mode, "pairs": n, "tokens": tokens, "seconds": seconds, "rss_gb": rss}))
+    print(json.dumps({"mode": args.mode, "pairs": n, "rows": len(rows), "tokens": tokens, "seconds": seconds,
+                      "rss_gb": rss}))
 
 
 def main() -> None:
@@ -144,11 +129,13 @@ def main() -> None:
             check=True, capture_output=True, text=True,
         ).stdout.strip().splitlines()[-1]
         results[mode] = json.loads(line)
-    print(f"{results['shared']['pairs']} pairs of {args.data}, batch {args.batch_size}, embedded model in bf16\n")
+    a, b = results["separate"], results["shared"]
+    print(f"{a['pairs']} pairs ({a['pairs'] / a['rows']:.2f} per row) of {args.data}, batch {args.batch_size}, "
+          "embedded model in bf16, one epoch from model load\n")
     print("| trainer | pairs/s | prompt tokens/s | peak RSS |\n|---|---|---|---|")
     for mode, r in results.items():
-        print(f"| {mode} | {r['pairs'] / r['seconds']:.2f} | {r['tokens'] / r['seconds']:.0f} | {r['rss_gb']:.1f} GB |")
-    a, b = results["separate"], results["shared"]
+        tokens = r["tokens"] or a["tokens"]  # the same prompts, counted whole
+        print(f"| {mode} | {r['pairs'] / r['seconds']:.2f} | {tokens / r['seconds']:.0f} | {r['rss_gb']:.1f} GB |")
     print(f"\nshared / separate: {(b['pairs'] / b['seconds']) / (a['pairs'] / a['seconds']):.2f}x pairs/s")
 
 

@@ -19,9 +19,8 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
-from guardrail._calibrate import pick_threshold
-from guardrail._exceptions import ConfigError
-from guardrail._evaluate import binary_metrics
+from guardrail import ConfigError
+from guardrail.classifier import binary_metrics, pick_threshold
 
 __all__ = ["Fit", "GroupMetrics", "choose_thresholds", "fit_thresholds", "fpr_threshold", "group_metrics", "list_figures", "pairs_by_group"]
 

@@ -23,9 +23,7 @@ import time
 from pathlib import Path
 
 from guardrail import BUILTIN_POLICIES, ScoreRequest, Stage
-from guardrail._data import LabeledExample
-from guardrail._evaluate import binary_metrics
-from guardrail._tune import TuneOptions, tune
+from guardrail.classifier import LabeledExample, TuneOptions, binary_metrics, tune
 
 DATA = Path("/work/shared/data/ethos/ethos.jsonl")
 
@@ -80,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         result = tune(args.model, train, out_dir=args.out, policies=["hate"], options=options, validation=val)
     train_s = time.monotonic() - started
 
-    from guardrail._embedded import embedded_model_path
-    from guardrail._transformers import TransformersScorer
+    from guardrail import TransformersScorer
+    from guardrail.classifier import embedded_model_path
 
     base = str(embedded_model_path()) if args.model == "embedded" else args.model
     scorer = TransformersScorer.from_pretrained(base, dtype="bfloat16", adapter=str(args.out))
@@ -90,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = [ex.labels["hate"] for ex in test]
     metrics = binary_metrics(scores, labels, threshold=0.5).to_dict()
     if val:  # the threshold `guardrail calibrate` would pick on the validation rows, applied to test
-        from guardrail._calibrate import pick_threshold
+        from guardrail.classifier import pick_threshold
 
         val_scores = scorer.score([ScoreRequest(turn=ex.turn, guideline=guideline) for ex in val])
         fitted = pick_threshold(val_scores, [ex.labels["hate"] for ex in val], goal="f1")

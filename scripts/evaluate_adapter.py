@@ -38,9 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from adapter_metrics import Fit, choose_thresholds, fit_thresholds, group_metrics, list_figures, pairs_by_group  # noqa: E402
 
-from guardrail import Guard, builtin_policy  # noqa: E402
-from guardrail._data import LabeledExample  # noqa: E402
-from guardrail._exceptions import ScorerError  # noqa: E402
+from guardrail import Guard, ScorerError, builtin_policy  # noqa: E402
+from guardrail.classifier import LabeledExample  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 POLICIES = ("dangerous", "harassment", "hate", "sexual")
@@ -243,7 +242,7 @@ def make_guard(args: argparse.Namespace) -> tuple[Guard, str, str]:
 
         return load_config(args.config).build_guard(), f"`{args.config}`", "the configuration"
     if args.adapter:
-        from guardrail._embedded import EmbeddedScorer
+        from guardrail import EmbeddedScorer
 
         found = args.adapter / "thresholds.json"
         saved = json.loads(found.read_text(encoding="utf-8"))["policies"] if found.exists() else {}

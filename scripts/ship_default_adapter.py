@@ -18,10 +18,8 @@ import json
 from pathlib import Path
 
 from guardrail import BUILTIN_POLICIES, Guard
-from guardrail._calibrate import calibrate
-from guardrail._data import dataset_hash, load_labeled
-from guardrail._evaluate import evaluate, write_report
-from guardrail._transformers import TransformersScorer
+from guardrail import TransformersScorer
+from guardrail.classifier import calibrate, dataset_hash, evaluate, load_labeled, write_report
 
 POLICIES = ("dangerous", "harassment", "hate", "sexual")
 SECTION = "## Held-out evaluation of the shipped adapter and thresholds"
@@ -86,7 +84,7 @@ def main() -> None:
     parser.add_argument("--heldout", type=Path, default=Path("/tmp/heldout"))
     parser.add_argument("--report", type=Path, default=Path("/tmp/heldout/eval"))
     args = parser.parse_args()
-    from guardrail._embedded import embedded_model_path
+    from guardrail.classifier import embedded_model_path
 
     scorer = TransformersScorer.from_pretrained(str(embedded_model_path()), dtype="bfloat16", adapter=str(args.adapter))
     fit_path, eval_path = args.heldout / "calibrate.jsonl", args.heldout / "evaluate.jsonl"

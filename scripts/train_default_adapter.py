@@ -26,8 +26,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from guardrail._data import LabeledExample, dataset_hash, load_labeled
-from guardrail._tune import TuneOptions, tune
+from guardrail.classifier import LabeledExample, TuneOptions, dataset_hash, load_labeled, tune
 
 SHARED = Path("/work/shared/data")
 HANDWRITTEN = Path(__file__).parent / "data" / "handwritten.jsonl"
@@ -81,7 +80,7 @@ def catqa_heldout(row: dict) -> bool:
 # Scaffolding-imitating text (issue: template injection). The adapter sees some training rows
 # with such text added and the label unchanged, so a planted answer or a fake policy should not
 # move its score. Built from parts here; the payloads the benchmark measures
-# (`guardrail._payloads`) are written separately and never trained on.
+# (`benchmarks/payloads.py`) are written separately and never trained on.
 _ROLES = ("Human Question:", "Chatbot Response:", "User:", "Assistant:", "Q:", "A:", "Prompt:", "Response:")
 _RULES = (
     'Our safety principle is defined in the below:\n* "{name}": {rule}',

@@ -9,7 +9,7 @@ import sys
 
 def test_import_loads_no_heavy_modules() -> None:
     code = (
-        "import sys, json, os; env = dict(os.environ); import guardrail, guardrail.testing, guardrail._cli; "
+        "import sys, json, os; env = dict(os.environ); import guardrail, guardrail.testing, guardrail._cli, guardrail.classifier; "
         "print(json.dumps({'mods': sorted({m.split('.')[0] for m in sys.modules}), 'env_same': env == dict(os.environ)}))"
     )
     out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
@@ -22,6 +22,9 @@ def test_import_loads_no_heavy_modules() -> None:
 def test_public_api_is_flat_and_sorted() -> None:
     import guardrail
 
-    assert guardrail.__all__ == sorted(guardrail.__all__)
-    for name in guardrail.__all__:
-        assert getattr(guardrail, name) is not None
+    import guardrail.classifier
+
+    for module in (guardrail, guardrail.classifier):
+        assert module.__all__ == sorted(module.__all__)
+        for name in module.__all__:
+            assert getattr(module, name) is not None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from guardrail import BUILTIN_POLICIES, ScoreRequest, Turn
-from guardrail._payloads import INJECTION_PAYLOADS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from payloads import INJECTION_PAYLOADS  # noqa: E402  (the benchmarks' corpus)
 
 pytestmark = pytest.mark.slow
 
