@@ -13,19 +13,8 @@ from guardrail._batching import BatchingScorer
 from guardrail._config import Config, ModelConfig, load_config
 from guardrail._exceptions import Blocked, ConfigError, GuardrailError, MessageError, ScorerError
 from guardrail._guard import Guard
-from guardrail._kernel import (
-    AsyncGuardedStream,
-    Call,
-    GuardedStream,
-    GuardOptions,
-    OnBlock,
-    Reasoning,
-    ainvoke,
-    aopen_stream,
-    invoke,
-    open_stream,
-    react,
-)
+from guardrail._drivers import ainvoke, aopen_stream, invoke, open_stream
+from guardrail._kernel import Call, GuardOptions, OnBlock, Reasoning, react
 from guardrail._messages import Message, Turn, prompt_text, select_turn, tool_call_text
 from guardrail._normalize import normalize_for_scoring
 from guardrail._policies import (
@@ -38,7 +27,7 @@ from guardrail._policies import (
     format_guideline,
 )
 from guardrail._prompts import chat_template, render_chat, render_prompt, split_prompt
-from guardrail._relay import ChunkReader, Relay
+from guardrail._relay import AsyncGuardedStream, ChunkReader, GuardedStream, Relay
 from guardrail._scoring import AsyncScorer, Scorer, ScoreRequest
 from guardrail._streaming import StreamMode, StreamModerator, StreamStep, validate_stream_options
 from guardrail._tracing import TracedScorer, otel_observer

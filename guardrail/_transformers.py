@@ -218,10 +218,7 @@ class TransformersScorer:
 
     def _head(self, hidden: Any, last: Any) -> list[float]:
         final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last.to(hidden.device)]
-        logits = final.float().to(self._head_rows.device) @ self._head_rows.T
-        if self.softcap:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return torch.softmax(logits, dim=-1)[:, 0].tolist()
+        return torch.softmax(answer_logits(final, self._head_rows, self.softcap), dim=-1)[:, 0].tolist()
 
     def _p_yes_shared(self, prefixes: list[list[int]], suffixes: list[list[list[int]]]) -> list[float]:
         """Prefill each prefix once, then score its suffixes over copies of its cache.
@@ -266,6 +263,19 @@ class TransformersScorer:
                 use_cache=False,
             ).last_hidden_state
             return self._head(hidden, mask.sum(-1) - 1)
+
+
+def answer_logits(final: Any, rows: Any, softcap: float | None) -> Any:
+    """Next-token logits over `rows` (rows of the output embedding) from last hidden states.
+
+    Computed in `rows`' dtype (the scorer passes the fp32 Yes/No rows, the tuner the model's own
+    head) and returned in fp32, softcapped as the model's head is. The scorer's P(Yes) and the
+    tuner's loss both read the answer here.
+    """
+    logits = (final.to(device=rows.device, dtype=rows.dtype) @ rows.T).float()
+    if softcap:
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits
 
 
 def padded(batch: list[list[int]], pad_id: int, *, left: bool = False) -> tuple[Any, Any]:

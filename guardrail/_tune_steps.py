@@ -196,13 +196,11 @@ def _read(hidden: Any, flat: list[list[int]], head: Head) -> Any:
     """The answer logits at each sequence's last real position."""
     import torch
 
+    from guardrail._transformers import answer_logits
+
     last = torch.tensor([len(s) - 1 for s in flat], device=hidden.device)
     final = hidden[torch.arange(len(flat), device=hidden.device), last]
-    rows = head.weight if head.rows is None else head.weight[head.rows]
-    logits = (final.to(rows.dtype) @ rows.T).float()
-    if head.softcap:
-        logits = torch.tanh(logits / head.softcap) * head.softcap
-    return logits
+    return answer_logits(final, head.weight if head.rows is None else head.weight[head.rows], head.softcap)
 
 
 def step_loss(

@@ -25,7 +25,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
 from guardrail._exceptions import Blocked, MessageError
-from guardrail._kernel import Call, GuardOptions, ainvoke, aopen_stream
+from guardrail._drivers import ainvoke, aopen_stream
+from guardrail._kernel import Call, GuardOptions
 from guardrail._messages import Turn
 from guardrail._policies import Stage
 from guardrail._verdict import Verdict
