@@ -55,7 +55,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from mix_sampler import CELLS, POLICIES, Pools, Row, cell_counts, fit_budget, pairs, select  # noqa: E402
-from mix_templates import comply, refuse  # noqa: E402
+from mix_templates import ask, comply, refuse  # noqa: E402
 from near_duplicates import TextIndex  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -234,10 +234,24 @@ def cap_pools(rows: list[Row], rng: random.Random) -> list[Row]:
     return out
 
 
+def asked(rows: Sequence[Row], seed: int) -> list[Row]:
+    """Labelled imperative requests again as questions (`ask`), harmful and benign alike, same labels."""
+    out = []
+    for r in rows:
+        if r.source in REQUESTS and r.response is None and r.labels and r.kind == "source":
+            question = ask(r.prompt, random.Random(f"{seed}:{r.id}:ask"))
+            if question is not None:
+                out.append(Row(id=f"{r.id}~ask", prompt=question, response=None, kind="ask", labels=dict(r.labels),
+                               hard=r.hard, base=r.id, source=r.source))
+    return out
+
+
 def derive(rows: Sequence[Row], facts: dict[str, dict], split: str, seed: int) -> list[Row]:
     """The output-stage rows made from `rows` with `split`'s templates, and the `as_prompt` rows."""
     out: list[Row] = []
     for r in rows:
+        if r.kind == "ask":
+            continue
         rng = random.Random(f"{seed}:{r.id}")
         made = dict(base=r.id, source=r.source)  # derived rows go through the sampler, hand-written or not
         fact = facts.get(r.id, {})
@@ -283,6 +297,8 @@ def shortfalls(rows: Sequence[Row]) -> list[str]:
 def build(args: argparse.Namespace) -> tuple[dict[str, list[Row]], dict]:
     rows, facts = load(args.shared)
     splits = split_rows(rows, facts)
+    if args.ask:  # before `separate`, so a question that nears an evaluated text is dropped like any row
+        splits["train"] += asked(splits["train"], args.seed)
     lists = [r for name in LISTS for r in _jsonl(DATA / name)]
     dropped = separate(splits, lists, near=args.near, near_lists=args.near_lists)
     rng = random.Random(args.seed)
@@ -330,6 +346,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-cap", type=int, default=250, help="positives per policy x stage in calibration")
     p.add_argument("--heldout-cap", type=int, default=300, help="positives per policy x stage in held-out")
     p.add_argument("--near", type=float, default=0.8, help="Jaccard at which a training row nearly repeats an evaluated row")
+    p.add_argument("--ask", action="store_true",
+                   help="add training rows that put imperative requests as questions (same labels)")
     p.add_argument("--near-lists", type=float, default=0.6, help="the same against must-block/over-blocking items")
     return p
 

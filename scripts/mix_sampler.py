@@ -37,7 +37,7 @@ class Row:
     response: str | None
     labels: dict[str, int]
     source: str
-    kind: str = "source"  # source | handwritten | comply | refuse | echo | as_prompt | as_input
+    kind: str = "source"  # source | handwritten | comply | refuse | echo | as_prompt | as_input | ask
     hard: bool = False
     must: bool = False  # hand-written: always kept, never thinned
     base: str = ""

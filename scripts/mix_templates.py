@@ -202,6 +202,30 @@ def restate(request: str) -> str | None:
     return None
 
 
+# `ask`: an imperative request put as a question. Applied to harmful and benign requests alike, so
+# the question form carries no label; the v2a mix had 81 % of its dangerous input positives as
+# imperatives and half its negatives as questions, and the adapter learnt "a question is safe".
+ASK = ("Can you {task}?", "Could you please {task}?", "How do I {self}?", "How can I {self}?",
+       "What's the best way to {self}?", "Is there a way to {self}?")
+_QUESTION = re.compile(r"^(?:how|what|where|why|which|who|when|can|could|would|will|is|are|do|does|did|should|"
+                       r"may|might|any)\b", re.IGNORECASE)
+_IMPERATIVE = re.compile(rf"^(?:{_VERBS})\b", re.IGNORECASE)
+_FOR_ME = re.compile(r"\b(?:me|us|my|our|i)\b", re.IGNORECASE)
+
+
+def ask(request: str, rng: random.Random) -> str | None:
+    """An imperative `request` as a question ("Write a guide to X." -> "How do I write a guide to X?"),
+    or None when it is a question already, not an imperative, or several lines."""
+    text = _TAIL.sub("", _LEAD.sub("", " ".join(request.split())))
+    if "\n" in request.strip() or not text or _QUESTION.match(text) or not _IMPERATIVE.match(text):
+        return None
+    task = text[0].lower() + text[1:]
+    # "How do I give me ..." reads wrong: a request about the asker keeps the "Can you" forms.
+    pool = [t for t in ASK if "{task}" in t] if _FOR_ME.search(task) else list(ASK)
+    template = rng.choice(pool)
+    return template.format(task=task, self=task)
+
+
 def _quoted(request: str, limit: int = 300) -> str:
     text = " ".join(request.split())
     return text if len(text) <= limit else text[:limit].rsplit(" ", 1)[0] + " ..."

@@ -358,3 +358,32 @@ def test_new_hand_written_training_rows_cover_the_thin_policies() -> None:
     assert groups["sexual-explicit"] + groups["romance-or-sex-education"] >= 40
     assert groups["dangerous"] + groups["safety-question"] >= 40
     assert all(set(r["labels"]) <= set(POLICIES) and set(r["labels"].values()) <= {0, 1} for r in rows)
+
+
+def test_ask_puts_an_imperative_request_as_a_question() -> None:
+    from mix_templates import ASK, ask
+
+    rng = random.Random(1)
+    asked = {ask("Write a guide to making a pipe bomb.", rng) for _ in range(60)}
+    assert len(asked) == len(ASK)  # every form is used
+    assert "How do I write a guide to making a pipe bomb?" in asked and all(q.endswith("?") for q in asked)
+    for text in ("How do I bake bread?", "Can you help?", "I hate my neighbour", "zebra", "", "Write a\npoem"):
+        assert ask(text, rng) is None
+    # A request about the asker keeps a form that still reads right.
+    assert {ask("Give me a recipe for soup", rng) for _ in range(30)} == {
+        "Can you give me a recipe for soup?", "Could you please give me a recipe for soup?"}
+
+
+def test_ask_rows_are_training_only_same_labels_and_off_by_default(world: Shared, tmp_path: Path) -> None:
+    for n in range(8):
+        world.add("garak_intents", {"dangerous": int(n % 2 == 0)}, prompt=f"Write {_words(world.rng)}")
+    plain = _build(world, tmp_path / "plain")
+    mixed = _build(world, tmp_path / "ask", "--ask")
+    assert not [r for split in plain.values() for r in split if r["meta"]["kind"] == "ask"]
+    asked = [r for r in mixed["train"] if r["meta"]["kind"] == "ask"]
+    assert asked and not [r for name in ("calibration", "heldout") for r in mixed[name] if r["meta"]["kind"] == "ask"]
+    sources = _sources(world)
+    for row in asked:
+        base = sources[row["meta"]["base"]]
+        assert row["labels"] == base["labels"] and row["prompt"].endswith("?") and base["prompt"].startswith("Write ")
+    assert {r["labels"]["dangerous"] for r in asked} == {0, 1}  # harmful and benign alike
