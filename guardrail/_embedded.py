@@ -5,7 +5,7 @@ cache directory (`$GUARDRAIL_CACHE_DIR`, else `$XDG_CACHE_HOME/guardrail`, else
 `~/.cache/guardrail`); later loads read the cache in seconds. Nothing is downloaded.
 
 The base model is not a classifier: zero-shot its scores sit near chance (ETHOS ROC-AUC ~0.51).
-So the embedded default is base + the LoRA adapter shipped in `guardrail/adapters/embedded-v1`
+So the embedded default is base + the LoRA adapter shipped in `guardrail/adapters/embedded-v2`
 (tuned with `guardrail tune` for dangerous, harassment, hate and sexual, both stages) + the
 per-policy thresholds calibrated for it (`thresholds.json` there). Point the configuration at
 ShieldGemma (`google/shieldgemma-2b` or a local copy) for production use.
@@ -43,7 +43,7 @@ _CACHE_NAME = "gemma-3-270m"
 _DONE = ".complete"
 
 
-_ADAPTER = "embedded-v1"
+_ADAPTER = "embedded-v2"
 
 
 def default_adapter() -> Path | None:

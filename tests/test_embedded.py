@@ -10,7 +10,7 @@ import pytest
 from guardrail import BatchingScorer, Guard, builtin_policy, load_config
 from guardrail._embedded import EmbeddedScorer, calibrated_thresholds, default_adapter
 
-SHIPPED = Path(__file__).resolve().parents[1] / "guardrail" / "adapters" / "embedded-v1"
+SHIPPED = Path(__file__).resolve().parents[1] / "guardrail" / "adapters" / "embedded-v2"
 
 
 def _per_policy() -> dict[str, float]:
