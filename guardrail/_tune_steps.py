@@ -45,15 +45,6 @@ class Row:
         return len(self.prefix) + max(len(s) for s in self.suffixes)
 
 
-def _split(sequences: list[list[int]]) -> int:
-    """Tokens all sequences share at the start, leaving each at least one token of its own."""
-    shortest = min(len(s) for s in sequences)
-    n = 0
-    while n < shortest - 1 and all(s[n] == sequences[0][n] for s in sequences):
-        n += 1
-    return n
-
-
 def encode_rows(
     tokenizer: Any,
     pairs: Sequence[LabeledPair],
@@ -69,6 +60,7 @@ def encode_rows(
     with one policy cuts where a row with four would.
     """
     from guardrail._tokens import encode_request
+    from guardrail._transformers import _common_prefix
 
     groups: dict[tuple[str, str | None], list[LabeledPair]] = {}
     for pair in pairs:
@@ -95,7 +87,7 @@ def encode_rows(
         if len(probes) == 1 and other is not None:
             probes.append(encode_request(tokenizer, ScoreRequest(turn=turn, guideline=policies[other].guideline(stage),
                                                                  policy=other), controls))
-        cut = _split(probes)
+        cut = _common_prefix(probes)
         rows.append(Row(
             prefix=tuple(encoded[kept[0]][:cut]),
             suffixes=tuple(tuple(encoded[n][cut:]) for n in kept),
