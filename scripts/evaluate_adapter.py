@@ -210,7 +210,7 @@ def markdown(report: Mapping) -> str:
     if report.get("calibration"):
         c = report["calibration"]
         lines += ["", f"## Thresholds fitted on calibration ({c['rows']} rows, `{c['file']}`)", "",
-                  "Goal: highest recall with FPR <= 5 % on calibration negatives; interval: 95 % bootstrap "
+                  f"Goal: highest recall with FPR <= {_pct(c.get('target_fpr', 0.05))} on calibration negatives; interval: 95 % bootstrap "
                   f"({c['rounds']} resamples, positives and negatives resampled separately).", "",
                   "| group | n | pos | threshold | 95 % interval | recall | FPR | best-F1 threshold |",
                   "|---|---|---|---|---|---|---|---|"]
@@ -222,7 +222,11 @@ def markdown(report: Mapping) -> str:
     return "\n".join(lines) + "\n"
 
 
-def stage_notes(fits: Mapping[str, Fit], policies: Sequence[str]) -> list[str]:
+def _pct(share: float) -> str:
+    return f"{100 * share:g} %"
+
+
+def stage_notes(fits: Mapping[str, Fit], policies: Sequence[str], target: float) -> list[str]:
     """Where the input and output thresholds' intervals do not overlap: per-stage thresholds would help."""
     notes = []
     for p in policies:
@@ -234,7 +238,7 @@ def stage_notes(fits: Mapping[str, Fit], policies: Sequence[str]) -> list[str]:
             if fit and fit.positives < 100:
                 notes.append(f"- {fit.group}: only {fit.positives} calibration positives (fewer than 100).")
             if fit and fit.recall < 0.8:
-                notes.append(f"- {fit.group}: recall {fit.recall:.2f} at FPR <= 5 %, below the 0.8 goal.")
+                notes.append(f"- {fit.group}: recall {fit.recall:.2f} at FPR <= {_pct(target)}, below the 0.8 goal.")
     return notes
 
 
@@ -256,11 +260,12 @@ def make_guard(args: argparse.Namespace) -> tuple[Guard, str, str]:
     return Guard(), "the shipped embedded guard (Guard())", "the shipped adapter's thresholds.json"
 
 
-def thresholds_json(fits: Mapping[str, Fit], policies: Sequence[str], calibration: Path, rows: int) -> dict:
+def thresholds_json(fits: Mapping[str, Fit], policies: Sequence[str], calibration: Path, rows: int,
+                    target: float) -> dict:
     """`thresholds.json` as `Guard()` reads it (`policies.NAME.threshold`), with intervals and per stage."""
     return {
         "fitted_on": {"data": str(calibration), "rows": rows,
-                      "goal": "highest recall with FPR <= 0.05; per stage where the stages' intervals do not overlap"},
+                      "goal": f"highest recall with FPR <= {target:g}; per stage where the stages' intervals do not overlap"},
         "policies": {p: {
             "threshold": round(choose_thresholds(fits, p)[0], 6),
             **({"output_threshold": round(out, 6)} if (out := choose_thresholds(fits, p)[1]) is not None else {}),
@@ -287,11 +292,12 @@ def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
         chosen = with_every_positive(read_rows(args.calibration), args.calibration_negatives, seed=args.seed)
         cal = score_rows(guard, stratified(chosen, args.calibration_limit, seed=args.seed),
                          args.out / "scores-calibration.jsonl", progress=progress)
-        fits = fit_thresholds(cal, policies, rounds=args.bootstrap, seed=args.seed)
+        fits = fit_thresholds(cal, policies, target=args.target_fpr, rounds=args.bootstrap, seed=args.seed)
         report["calibration"] = {"file": str(args.calibration), "rows": len(cal), "rounds": args.bootstrap,
-                                 "fits": {k: f.to_dict() for k, f in fits.items()}, "notes": stage_notes(fits, policies)}
+                                 "target_fpr": args.target_fpr, "fits": {k: f.to_dict() for k, f in fits.items()},
+                                 "notes": stage_notes(fits, policies, args.target_fpr)}
         if args.thresholds_out:
-            data = thresholds_json(fits, policies, args.calibration, len(cal))
+            data = thresholds_json(fits, policies, args.calibration, len(cal), args.target_fpr)
             args.thresholds_out.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
         if args.use_fitted:
             thresholds = {p: thresholds[p] for p in policies if p not in fits}
@@ -299,7 +305,7 @@ def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
                 thresholds[p], output = choose_thresholds(fits, p)
                 if output is not None:
                     thresholds[f"{p}/output"] = output
-            report.update(thresholds=thresholds, thresholds_from="fitted on calibration (FPR <= 5 %)")
+            report.update(thresholds=thresholds, thresholds_from=f"fitted on calibration (FPR <= {_pct(args.target_fpr)})")
     report["heldout"] = {
         "file": str(args.heldout), "rows": len(held), "rows_in_file": len(held_all),
         "excluded": len(held_all) - len(held_kept), "exclude_files": [str(p) for p in args.exclude],
@@ -321,10 +327,12 @@ def parser() -> argparse.ArgumentParser:
                    help="JSONL rows (e.g. an adapter's training rows) whose texts leave the held-out split")
     p.add_argument("--must-block", type=Path, default=DATA / "must_block.jsonl")
     p.add_argument("--over-blocking", type=Path, default=DATA / "over_blocking.jsonl")
-    p.add_argument("--calibration", type=Path, help="fit thresholds (FPR <= 5 %%) with bootstrap intervals")
+    p.add_argument("--calibration", type=Path, help="fit thresholds (see --target-fpr) with bootstrap intervals")
     p.add_argument("--calibration-limit", type=int)
     p.add_argument("--calibration-negatives", type=int,
                    help="keep every calibration row with a positive label and this many of the others")
+    p.add_argument("--target-fpr", type=float, default=0.05,
+                   help="thresholds: the highest recall with at most this false-positive rate on calibration")
     p.add_argument("--bootstrap", type=int, default=1000)
     p.add_argument("--use-fitted", action="store_true", help="measure held-out and lists at the fitted thresholds")
     p.add_argument("--thresholds-out", type=Path, help="write the fitted thresholds.json here")

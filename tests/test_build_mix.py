@@ -102,6 +102,8 @@ def _ours(root: Path) -> Path:
                                "labels": {"sexual": int(i < 3), "dangerous": 0}} for i in range(6)],
         "handwritten_v2.jsonl": [{"id": f"hw2_{i}", "prompt": _words(rng), "response": None, "labels": {"harassment": 1}}
                                  for i in range(4)],
+        "handwritten_v3.jsonl": [{"id": f"hw3_{i}", "prompt": _words(rng), "response": None, "labels": dict(ALL0)}
+                                 for i in range(2)],
         "heldout.jsonl": [{"id": f"ho_{i}", "prompt": _words(rng), "response": None, "labels": dict(ALL0)} for i in range(3)],
         "must_block.jsonl": [{"id": f"mb_{i}", "prompt": _words(rng), "response": None, "labels": {"dangerous": 1}}
                              for i in range(3)],
@@ -181,7 +183,7 @@ def test_held_out_and_calibration_sources_stay_where_they_belong(world: Shared, 
         assert where["heldout"][source] and not where["train"][source] and not where["calibration"][source]
     assert where["calibration"]["ethos"] and not where["train"]["ethos"] and not where["heldout"]["ethos"]
     assert {r["id"] for r in splits["heldout"] if r["meta"]["kind"] == "handwritten"} == {"ho_0", "ho_1", "ho_2"}
-    assert all(r["id"].startswith(("hw_", "hw2_")) for r in splits["train"] if r["source"] == "handwritten"
+    assert all(r["id"].startswith(("hw_", "hw2_", "hw3_")) for r in splits["train"] if r["source"] == "handwritten"
                and r["meta"]["kind"] == "handwritten")
 
 
@@ -345,7 +347,7 @@ def test_hand_written_lists_are_large_labelled_and_apart_from_training_rows() ->
     assert {p for r in must for p, v in r["labels"].items() if v} == set(POLICIES)
     assert all(r["labels"] == ALL0 and r["response"] is None for r in over)
     assert len({r["id"] for r in must + over}) == len(must) + len(over)
-    training = _read(data / "handwritten.jsonl") + _read(data / "handwritten_v2.jsonl")
+    training = [r for name in build_mix.HANDWRITTEN for r in _read(data / name)]
     for evaluated in (must, over, _read(data / "heldout.jsonl")):
         found = collisions(evaluated, training, threshold=0.6)
         assert not found, [(q["id"], a["id"], j) for q, a, j in found]
@@ -358,6 +360,14 @@ def test_new_hand_written_training_rows_cover_the_thin_policies() -> None:
     assert groups["sexual-explicit"] + groups["romance-or-sex-education"] >= 40
     assert groups["dangerous"] + groups["safety-question"] >= 40
     assert all(set(r["labels"]) <= set(POLICIES) and set(r["labels"].values()) <= {0, 1} for r in rows)
+
+
+def test_everyday_hand_written_rows_are_benign_look_alikes() -> None:
+    rows = _read(SCRIPTS / "data" / "handwritten_v3.jsonl")
+    groups = Counter(r["category"] for r in rows)
+    assert len(rows) >= 150 and len({r["id"] for r in rows}) == len(rows)
+    assert all(r["labels"] == ALL0 and r["response"] is None for r in rows)
+    assert min(groups[c] for c in ("small-talk", "fiction", "cooking", "coding", "safety", "medical", "everyday")) >= 15
 
 
 def test_ask_puts_an_imperative_request_as_a_question() -> None:

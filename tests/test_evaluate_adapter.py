@@ -43,6 +43,15 @@ def test_fast_fpr_threshold_matches_pick_threshold() -> None:
     assert checked > 100
 
 
+def test_a_lower_fpr_target_fits_a_higher_threshold() -> None:
+    neg = [{"id": f"n{i}", "stage": "input", "labels": {"hate": 0}, "scores": {"hate": i / 100}} for i in range(100)]
+    pos = [{"id": f"p{i}", "stage": "input", "labels": {"hate": 1}, "scores": {"hate": 0.5 + i / 100}} for i in range(50)]
+    loose, strict = (am.fit_thresholds(neg + pos, ["hate"], target=t, rounds=50)["hate"] for t in (0.05, 0.01))
+    assert loose.threshold == pytest.approx(0.945) and loose.fpr == pytest.approx(0.05)
+    assert strict.threshold == pytest.approx(0.985) and strict.fpr == pytest.approx(0.01)
+    assert strict.recall < loose.recall
+
+
 def _blocked(scores: list[float], threshold: float) -> list[bool]:
     return [s >= threshold for s in scores]
 
@@ -111,8 +120,9 @@ def test_stages_get_their_own_thresholds_only_where_their_intervals_part() -> No
     assert ea.blocked(low[:1], {"hate": 0.5})[0]["blocked"]["hate"] is False
     same = am.fit_thresholds(low + [{**r, "stage": "output", "id": "x" + r["id"]} for r in low], ["hate"], rounds=200)
     assert am.choose_thresholds(same, "hate")[1] is None  # overlapping intervals: one pooled threshold
-    data = ea.thresholds_json(fits, ["hate"], Path("cal.jsonl"), 900)
+    data = ea.thresholds_json(fits, ["hate"], Path("cal.jsonl"), 900, 0.05)
     assert data["policies"]["hate"]["output_threshold"] == pytest.approx(output, abs=1e-6)
+    assert "FPR <= 0.05" in data["fitted_on"]["goal"]
 
 
 def test_list_figures_count_rows_blocked_by_any_policy() -> None:

@@ -78,6 +78,16 @@ def test_bad_rows_are_config_errors(tmp_path: Path) -> None:
         load_labeled([tmp_path / "missing.jsonl"])
 
 
+def test_rows_may_hold_unicode_line_separators(tmp_path: Path) -> None:
+    # json.dumps(ensure_ascii=False) leaves U+2028 raw; str.splitlines() would cut the row there
+    path = tmp_path / "data.jsonl"
+    rows = [{"prompt": "one\u2028two\x85three", "labels": {"hate": 0}}, {"prompt": "next", "labels": {"hate": 1}}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    assert [(e.prompt, e.labels) for e in load_labeled([path])] == [("one\u2028two\x85three", {"hate": 0}),
+                                                                    ("next", {"hate": 1})]
+    assert dataset_hash([path]).rows == 2
+
+
 @pytest.mark.parametrize("change", [{"epochs": 0}, {"loss": "sequence"}, {"learning_rate": 0}, {"target_modules": ()},
                                     {"select_by": "f1"}, {"val_fraction": 1.0}, {"patience": 0}])
 def test_options_are_validated(change: dict) -> None:
