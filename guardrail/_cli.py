@@ -95,6 +95,7 @@ def _add_tool_parsers(commands: argparse._SubParsersAction) -> None:
     tune.add_argument("--schedule", choices=["constant", "linear"])
     tune.add_argument("--select-by", choices=["roc_auc", "loss"])
     tune.add_argument("--dtype")
+    tune.add_argument("--init-adapter", metavar="DIR", help="start from this adapter's weights (same rank and modules)")
     tune.add_argument("--quiet", action="store_true", help="no progress bars")
     tune.add_argument("--resume", action="store_true", help="go on from OUT/checkpoint (same data and options)")
     tune.add_argument("--checkpoint-every", type=int, default=200, metavar="STEPS",
@@ -148,7 +149,7 @@ def _run_tool(args: argparse.Namespace, *, scorer: Scorer | None, out: TextIO) -
                 set_threads(config.model.threads)
 
             names = ("epochs", "learning_rate", "batch_size", "rank", "alpha", "val_fraction", "patience", "seed",
-                     "max_length", "weight_decay", "dropout", "loss", "schedule", "select_by", "dtype")
+                     "max_length", "weight_decay", "dropout", "loss", "schedule", "select_by", "dtype", "init_adapter")
             chosen = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
             if args.target_modules:
                 chosen["target_modules"] = tuple(args.target_modules.split(","))

@@ -3,7 +3,8 @@
 ```toml
 [model]
 name = "embedded"            # or "google/shieldgemma-2b", or a local directory
-dtype = "bfloat16"           # auto | float32 | bfloat16 | float16
+dtype = "auto"               # auto | float32 | bfloat16 | float16; auto is float32 on CPUs
+                             # without native bf16 (AVX2-only), else the checkpoint's (bf16)
 device_map = "auto"          # optional, passed to accelerate
 attn_implementation = "eager"  # optional; Gemma 2 defaults to eager (keeps softcapping)
 adapter = "path/to/lora"     # optional PEFT adapter; for "embedded" the shipped one by default,
@@ -96,7 +97,7 @@ class ModelConfig:
     """Which model scores, and how it is loaded."""
 
     name: str = "embedded"
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
     device_map: str | None = None
     attn_implementation: str | None = None
     adapter: str | None = None

@@ -133,7 +133,8 @@ class EmbeddedScorer:
     A `Guard` calls `load()` before a check's timed attempt, so loading (seconds; a minute the
     first time, to convert the model) never counts against the guard's `timeout` or `budget`.
 
-    `dtype` defaults to bfloat16, about 3x faster than float32 on CPUs with bf16 support.
+    `dtype="auto"` is bfloat16 (the converted weights' dtype), about 3x faster than float32 on
+    CPUs with native bf16, and float32 on CPUs without it (there bf16 is about 100x slower).
     `adapter` is a PEFT adapter directory applied on top of the base model: by default the one
     shipped with guardrail; `adapter=None` scores with the bare base model.
     """
@@ -141,7 +142,7 @@ class EmbeddedScorer:
     def __init__(
         self,
         *,
-        dtype: str = "bfloat16",
+        dtype: str = "auto",
         device_map: str | None = None,
         adapter: str | None = "default",
     ) -> None:

@@ -41,13 +41,42 @@ _DTYPES = {
 }
 
 
-def _resolve_dtype(dtype: Any) -> Any:
-    if isinstance(dtype, torch.dtype):
-        return dtype
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AVX512-BF16, AMX; oneDNN says).
+
+    Where it does not (AVX2-only CPUs), torch falls back to a reference kernel: measured here
+    on an AVX2 EPYC, 0.5 GFLOP/s in bf16 against 70 in fp32.
+    """
     try:
-        return _DTYPES[str(dtype)]
-    except KeyError:
-        raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _on_cpu(device_map: Any) -> bool:
+    return device_map in (None, "cpu") or (device_map == "auto" and not torch.cuda.is_available())
+
+
+def _resolve_dtype(dtype: Any, *, device_map: Any = None) -> Any:
+    """A torch dtype, or "auto" (the checkpoint's). On a CPU without native bf16, "auto" is
+    float32, and an explicit bf16/fp16 is kept but warned about."""
+    if isinstance(dtype, torch.dtype):
+        resolved: Any = dtype
+    else:
+        try:
+            resolved = _DTYPES[str(dtype)]
+        except KeyError:
+            raise ConfigError(f"dtype must be one of {', '.join(_DTYPES)}, got {dtype!r}") from None
+    if not _on_cpu(device_map) or native_bf16():
+        return resolved
+    if resolved == "auto":
+        return torch.float32
+    if resolved in (torch.bfloat16, torch.float16):
+        import warnings
+
+        warnings.warn(f"dtype {dtype} on a CPU without native bf16/fp16 matmuls is about 100x slower than "
+                      "float32; use dtype='auto' or 'float32'", RuntimeWarning, stacklevel=3)
+    return resolved
 
 
 def cache_argument(decoder: Any) -> str:
@@ -149,7 +178,7 @@ class TransformersScorer:
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         model = AutoModelForCausalLM.from_pretrained(
             name_or_path,
-            dtype=_resolve_dtype(dtype),
+            dtype=_resolve_dtype(dtype, device_map=device_map),
             device_map=device_map,
             attn_implementation=attn_implementation,
             **model_kwargs,

@@ -48,7 +48,8 @@ class TuneOptions:
     `loss="answer"`: cross-entropy of the answer token over the whole vocabulary;
     `loss="binary"`: cross-entropy over the two answer logits only (exactly what the scorer reads).
     `select_by` picks the saved checkpoint on the validation pairs; `patience` stops early after
-    that many epochs without improvement.
+    that many epochs without improvement. `init_adapter` starts from a saved adapter's weights
+    (same rank and target modules) instead of a fresh LoRA: a run that goes on with new data.
     """
 
     epochs: int = 8
@@ -66,7 +67,8 @@ class TuneOptions:
     patience: int | None = None
     seed: int = 1234
     max_length: int = 1024
-    dtype: str = "bfloat16"
+    dtype: str = "auto"
+    init_adapter: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "rank", "alpha", "max_length"):
@@ -273,8 +275,31 @@ def _load(model: str, options: TuneOptions) -> tuple[Any, Any, str]:
             peft_model = get_peft_model(base, config)
     except ValueError as exc:
         raise ConfigError(f"cannot apply LoRA to {model!r}: {exc}") from None
+    if options.init_adapter is not None:
+        _init_from(peft_model, Path(options.init_adapter), options)
     scorer = TransformersScorer(peft_model, tokenizer, batch_size=options.batch_size)
     return peft_model, scorer, path
+
+
+def _init_from(peft_model: Any, adapter: Path, options: TuneOptions) -> None:
+    """Copy a saved adapter's weights into the fresh LoRA; its shape must be this run's."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        saved = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8"))
+        weights = load_file(str(adapter / "adapter_model.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"init_adapter {str(adapter)!r} is not a readable LoRA adapter: {exc}") from None
+    theirs = (saved.get("r"), saved.get("lora_alpha"), sorted(saved.get("target_modules") or []))
+    ours = (options.rank, options.alpha, sorted(options.target_modules))
+    if theirs != ours:
+        raise ConfigError(f"init_adapter {str(adapter)!r} has rank, alpha, modules {theirs}; this run has {ours}")
+    result = set_peft_model_state_dict(peft_model, weights)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if missing or result.unexpected_keys:
+        raise ConfigError(f"init_adapter {str(adapter)!r} does not fit the model: "
+                          f"{len(missing)} missing, {len(result.unexpected_keys)} unexpected tensors")
 
 
 def _compute_weights(params: list[Any]) -> list[Any]:

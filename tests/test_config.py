@@ -51,7 +51,7 @@ def test_full_file_loads_in_order(tmp_path: Path) -> None:
 
 def test_defaults_without_a_file() -> None:
     config = load_config(environ={})
-    assert config.model.name == "embedded" and config.model.dtype == "bfloat16"
+    assert config.model.name == "embedded" and config.model.dtype == "auto"
     assert [p.name for p in config.policies] == ["dangerous", "harassment", "hate", "sexual"]
 
 

@@ -169,3 +169,18 @@ def test_the_cache_keyword_follows_the_forward_signature() -> None:
 
     assert cache_argument(New()) == "cache"
     assert cache_argument(Old()) == "past_key_values"
+
+
+def test_auto_dtype_is_float32_on_a_cpu_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from guardrail import _transformers
+
+    monkeypatch.setattr(_transformers, "native_bf16", lambda: False)
+    assert _transformers._resolve_dtype("auto") is torch.float32
+    assert _transformers._resolve_dtype("float32") is torch.float32
+    with pytest.warns(RuntimeWarning, match="100x slower"):
+        assert _transformers._resolve_dtype("bfloat16") is torch.bfloat16  # explicit: kept, warned
+    monkeypatch.setattr(_transformers, "native_bf16", lambda: True)
+    assert _transformers._resolve_dtype("auto") == "auto"  # the checkpoint's own (bf16 for the embedded model)
+    assert _transformers._resolve_dtype("bf16") is torch.bfloat16
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        _transformers._resolve_dtype("int8")

@@ -157,3 +157,37 @@ def test_cli_tune(tiny_model: Path, data_file: Path, tmp_path: Path, capsys: pyt
     assert read_training_record(out)["policies"] == ["hate"]
     assert main(["tune", str(tmp_path / "missing.jsonl"), "--out", str(out)]) == 2
     assert "no such data file" in capsys.readouterr().err
+
+
+def test_a_run_can_start_from_a_saved_adapter(tiny_model: Path, data_file: Path, tmp_path: Path) -> None:
+    import dataclasses
+
+    from safetensors.torch import load_file
+
+    from guardrail._tune import _load
+
+    first = tmp_path / "first"
+    before = tune(str(tiny_model), load_labeled([data_file]), out_dir=first, policies=["hate", "sexual"],
+                  options=dataclasses.replace(FAST, epochs=1), progress=False)
+    saved = load_file(str(first / "adapter_model.safetensors"))
+    model, _, _ = _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(first)))
+    loaded = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
+    assert saved.keys() == loaded.keys()
+    assert all(torch_equal(saved[k], loaded[k]) for k in saved)
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # trained, not peft's zero init
+    # going on from it: the run's first loss is the first run's last, not a fresh LoRA's
+    again = tune(str(tiny_model), load_labeled([data_file]), out_dir=tmp_path / "again", policies=["hate", "sexual"],
+                 options=dataclasses.replace(FAST, epochs=1, learning_rate=1e-9, init_adapter=str(first)),
+                 progress=False)
+    assert again.history[0]["loss"] == pytest.approx(before.history[0]["loss"], rel=1e-4)
+    for bad in ({"rank": 8}, {"target_modules": ("q_proj",)}):
+        with pytest.raises(ConfigError, match="init_adapter"):
+            _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(first), **bad))
+    with pytest.raises(ConfigError, match="not a readable LoRA adapter"):
+        _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(tmp_path)))
+
+
+def torch_equal(a: object, b: object) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))  # type: ignore[arg-type]
