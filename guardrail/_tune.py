@@ -295,7 +295,7 @@ def _init_from(peft_model: Any, adapter: Path, options: TuneOptions) -> None:
     ours = (options.rank, options.alpha, sorted(options.target_modules))
     if theirs != ours:
         raise ConfigError(f"init_adapter {str(adapter)!r} has rank, alpha, modules {theirs}; this run has {ours}")
-    result = set_peft_model_state_dict(peft_model, weights)
+    result: Any = set_peft_model_state_dict(peft_model, weights)  # torch's _IncompatibleKeys
     missing = [k for k in result.missing_keys if "lora_" in k]
     if missing or result.unexpected_keys:
         raise ConfigError(f"init_adapter {str(adapter)!r} does not fit the model: "
