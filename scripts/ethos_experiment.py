@@ -31,7 +31,7 @@ DATA = Path("/work/shared/data/ethos/ethos.jsonl")
 def load(path: Path, label: str) -> list[LabeledExample]:
     import numpy as np
 
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
     rows.sort(key=lambda r: int(r["id"].split("_")[1]))
     scores = [r["meta"]["isHate_score"] for r in rows]
     cut = float(np.median(scores)) if label == "median" else 0.5

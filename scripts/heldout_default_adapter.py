@@ -33,7 +33,7 @@ def _training_module():  # noqa: ANN202 - the sibling script, loaded by path
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _row(r: dict, labels: dict[str, int], **changes: object) -> dict:

@@ -35,7 +35,7 @@ NEUTRAL_PROMPTS = ("", "What do you think?", "Tell me your honest opinion.", "Sa
 
 
 def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
 
 
 def _ex(row: dict, labels: dict[str, int], *, prompt: str | None = None, response: str | None = "keep") -> LabeledExample:
