@@ -162,6 +162,7 @@ def test_cli_tune(tiny_model: Path, data_file: Path, tmp_path: Path, capsys: pyt
 def test_a_run_can_start_from_a_saved_adapter(tiny_model: Path, data_file: Path, tmp_path: Path) -> None:
     import dataclasses
 
+    import torch
     from safetensors.torch import load_file
 
     from guardrail._tune import _load
@@ -173,7 +174,7 @@ def test_a_run_can_start_from_a_saved_adapter(tiny_model: Path, data_file: Path,
     model, _, _ = _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(first)))
     loaded = {k.replace(".default", ""): v for k, v in model.state_dict().items() if "lora_" in k}
     assert saved.keys() == loaded.keys()
-    assert all(torch_equal(saved[k], loaded[k]) for k in saved)
+    assert all(torch.equal(saved[k], loaded[k]) for k in saved)
     assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # trained, not peft's zero init
     # going on from it: the run's first loss is the first run's last, not a fresh LoRA's
     again = tune(str(tiny_model), load_labeled([data_file]), out_dir=tmp_path / "again", policies=["hate", "sexual"],
@@ -185,9 +186,3 @@ def test_a_run_can_start_from_a_saved_adapter(tiny_model: Path, data_file: Path,
             _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(first), **bad))
     with pytest.raises(ConfigError, match="not a readable LoRA adapter"):
         _load(str(tiny_model), dataclasses.replace(FAST, init_adapter=str(tmp_path)))
-
-
-def torch_equal(a: object, b: object) -> bool:
-    import torch
-
-    return bool(torch.equal(a, b))  # type: ignore[arg-type]
