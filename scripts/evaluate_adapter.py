@@ -30,7 +30,7 @@ import json
 import random
 import re
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -72,14 +72,42 @@ def stratified(rows: Sequence[dict], limit: int | None, *, seed: int) -> list[di
     return sorted(out[:limit], key=lambda r: r["id"])
 
 
-def with_every_positive(rows: Sequence[dict], negatives: int | None, *, seed: int) -> list[dict]:
+def with_every_positive(rows: Sequence[dict], negatives: int | None, *, seed: int,
+                        per_cell: int | None = None) -> list[dict]:
     """Every row with a positive label, and `negatives` of the rest (stratified): thresholds of the
-    thin policies need all their calibration positives; the FPR needs only enough negatives."""
+    thin policies need all their calibration positives; the FPR needs only enough negatives.
+
+    With `per_cell`, positives are capped instead: rows are drawn (shuffled by `seed`) until each
+    policy and stage holds `per_cell` positives or has none left, counting rows already drawn for
+    another cell. That keeps every thin cell whole and samples the thick ones.
+    """
     if negatives is None:
         return list(rows)
     positive = [r for r in rows if any(r["labels"].values())]
+    if per_cell is not None:
+        positive = _capped_positives(positive, per_cell, seed=seed)
     rest = stratified([r for r in rows if not any(r["labels"].values())], negatives, seed=seed)
     return sorted(positive + rest, key=lambda r: r["id"])
+
+
+def _cells(row: Mapping) -> list[str]:
+    stage = "output" if row.get("response") is not None else "input"
+    return [f"{policy}/{stage}" for policy, label in row["labels"].items() if label]
+
+
+def _capped_positives(rows: Sequence[dict], per_cell: int, *, seed: int) -> list[dict]:
+    order = list(rows)
+    random.Random(seed).shuffle(order)
+    counts: Counter[str] = Counter()
+    chosen: dict[int, dict] = {}
+    for cell in sorted({c for r in order for c in _cells(r)}):
+        for r in order:
+            if counts[cell] >= per_cell:
+                break
+            if cell in _cells(r) and id(r) not in chosen:
+                chosen[id(r)] = r
+                counts.update(_cells(r))
+    return list(chosen.values())
 
 
 def _texts(row: Mapping, min_tokens: int) -> set[str]:
@@ -289,7 +317,8 @@ def run(args: argparse.Namespace, guard: Guard, name: str, source: str) -> dict:
              for key, path in (("must_block", args.must_block), ("over_blocking", args.over_blocking))}
     report: dict = {"guard": name, "thresholds": thresholds, "thresholds_from": source}
     if args.calibration:
-        chosen = with_every_positive(read_rows(args.calibration), args.calibration_negatives, seed=args.seed)
+        chosen = with_every_positive(read_rows(args.calibration), args.calibration_negatives, seed=args.seed,
+                                     per_cell=args.calibration_positives)
         cal = score_rows(guard, stratified(chosen, args.calibration_limit, seed=args.seed),
                          args.out / "scores-calibration.jsonl", progress=progress)
         fits = fit_thresholds(cal, policies, target=args.target_fpr, rounds=args.bootstrap, seed=args.seed)
@@ -331,6 +360,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration-limit", type=int)
     p.add_argument("--calibration-negatives", type=int,
                    help="keep every calibration row with a positive label and this many of the others")
+    p.add_argument("--calibration-positives", type=int,
+                   help="with --calibration-negatives: at most this many positives per policy and stage")
     p.add_argument("--target-fpr", type=float, default=0.05,
                    help="thresholds: the highest recall with at most this false-positive rate on calibration")
     p.add_argument("--bootstrap", type=int, default=1000)

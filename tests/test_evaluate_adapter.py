@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,16 @@ def test_use_fitted_applies_the_calibrated_thresholds(tmp_path: Path) -> None:
     at_fitted = json.loads((tmp_path / "b" / "report.json").read_text())
     assert at_guard["must_block"]["blocked"] == 0 and at_fitted["must_block"]["blocked"] == 1
     assert at_fitted["thresholds_from"].startswith("fitted")
+
+
+def test_calibration_can_cap_positives_per_policy_and_stage_keeping_thin_cells_whole() -> None:
+    rows = [{"id": f"h{i}", "prompt": f"h{i}", "labels": {"hate": 1, "sexual": 0}, "source": "s"} for i in range(300)]
+    rows += [{"id": f"s{i}", "prompt": f"s{i}", "response": "r", "labels": {"sexual": 1}, "source": "s"} for i in range(40)]
+    rows += [{"id": f"b{i}", "prompt": f"b{i}", "labels": {"hate": 1, "sexual": 1}, "source": "s"} for i in range(5)]
+    rows += [{"id": f"n{i}", "prompt": f"n{i}", "labels": {"hate": 0}, "source": "s"} for i in range(100)]
+    chosen = ea.with_every_positive(rows, 20, seed=3, per_cell=60)
+    cells = Counter(c for r in chosen for c in ea._cells(r))
+    assert 60 <= cells["hate/input"] <= 65  # capped (rows drawn later for sexual/input may add to it)
+    assert cells["sexual/output"] == 40 and cells["sexual/input"] == 5  # thinner than the cap: kept whole
+    assert sum(not any(r["labels"].values()) for r in chosen) == 20
+    assert chosen == ea.with_every_positive(rows, 20, seed=3, per_cell=60)
