@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from guardrail._exceptions import ConfigError
@@ -12,13 +13,23 @@ from guardrail._scoring import ScoreRequest
 __all__ = ["answer_token_ids", "control_token_ids", "encode_prompt", "encode_request"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# A transformers tokenizer keeps `split_special_tokens` as a switch on its shared backend and
+# flips it per call, so two threads encoding at once can read each other's setting: a thread
+# escaping typed control tokens would split another's scaffold. Every encode here holds this lock
+# (encoding takes milliseconds; the forwards it feeds take far longer).
+_ENCODING = threading.Lock()
+
+
+def _encode(tokenizer: Any, text: str, **options: Any) -> Any:
+    with _ENCODING:
+        return tokenizer(text, add_special_tokens=False, **options)
 
 
 def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[int, int]:
     """The ids of the answer tokens, each of which must be a single vocabulary token."""
     ids = []
     for word in (yes, no):
-        encoded = tokenizer(word, add_special_tokens=False)["input_ids"]
+        encoded = _encode(tokenizer, word)["input_ids"]
         token_id = tokenizer.convert_tokens_to_ids(word)
         if len(encoded) != 1 or encoded[0] != token_id or token_id == tokenizer.unk_token_id:
             raise ConfigError(
@@ -31,7 +42,7 @@ def answer_token_ids(tokenizer: Any, yes: str = "Yes", no: str = "No") -> tuple[
 
 def encode_prompt(tokenizer: Any, prompt: str) -> list[int]:
     """Token ids for a rendered prompt: exactly one BOS, then the text (no second BOS)."""
-    return [tokenizer.bos_token_id, *tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+    return [tokenizer.bos_token_id, *_encode(tokenizer, prompt)["input_ids"]]
 
 
 def control_token_ids(tokenizer: Any) -> frozenset[int]:
@@ -57,7 +68,7 @@ def encode_request(tokenizer: Any, request: ScoreRequest, control_ids: frozenset
     character each, so the content spans stay put.
     """
     text = _SURROGATE.sub("\ufffd", request.prompt)
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    encoded = _encode(tokenizer, text, return_offsets_mapping=True)
     spans = content_spans(request.turn)
     ids = [tokenizer.bos_token_id]
     for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"]):
@@ -74,8 +85,8 @@ def _as_plain_text(tokenizer: Any, text: str, control_ids: frozenset[int]) -> li
     `split_special_tokens` covers tokens flagged special; added tokens that are not (Gemma 3's
     `<start_of_image>` from GGUF) still match whole, so split the first character off and retry.
     """
-    ids = tokenizer(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    ids = _encode(tokenizer, text, split_special_tokens=True)["input_ids"]
     if len(text) <= 1 or control_ids.isdisjoint(ids):
         return ids
-    head = tokenizer(text[0], add_special_tokens=False, split_special_tokens=True)["input_ids"]
+    head = _encode(tokenizer, text[0], split_special_tokens=True)["input_ids"]
     return head + _as_plain_text(tokenizer, text[1:], control_ids)
